@@ -1,0 +1,15 @@
+"""chainwatch: correlate macOS telemetry into MITRE ATT&CK analytic AN1316 chains.
+
+The package is the Lambda layer and the development library at once:
+
+- :mod:`chainwatch.events` -- the canonical, typed, immutable event model;
+- :mod:`chainwatch.sources` -- one module per telemetry format, mapping records to canonical events;
+- :mod:`chainwatch.engine` -- pure correlation (lineage, chain assembly, windows);
+- :mod:`chainwatch.policy` -- the analytic's lists and allowlists, as data;
+- :mod:`chainwatch.state` -- state stores behind one port;
+- :mod:`chainwatch.findings` -- the finding model and its renderings;
+- :mod:`chainwatch.sinks` -- delivery targets behind one contract;
+- :mod:`chainwatch.cli` -- the ``chainwatch`` command.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""Telemetry sources: one module per format, each mapping records to canonical events.
+
+Every source module has the same small contract:
+
+``FORMAT``
+    its :class:`~chainwatch.events.SourceFormat`;
+``detect(doc) -> bool``
+    whether a decoded document is in that format (cheap key checks only);
+``map_record(doc, ref, host) -> list[AnyEvent] | str``
+    the canonical events of one document, or a label (``"eslogger:open"``) for a record that is read correctly
+    but carries nothing chainwatch uses. It raises :class:`~chainwatch.errors.RecordError` for a record that is
+    broken. ``host`` is the fallback host id; a module uses the record's own host field when it has one.
+
+:class:`Normalizer` runs records through the right module, counts everything and turns every failure into a
+:class:`~chainwatch.sources.reader.Rejection`, so one bad record never stops or corrupts the others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from chainwatch.errors import RecordError
+from chainwatch.events import AnyEvent, SourceFormat
+from chainwatch.sources import ecs, eslogger, jamf_protect, ocsf, unifiedlog
+from chainwatch.sources.reader import Record, Rejection, excerpt
+
+#: Detection order: the cheapest and most specific checks first.
+SOURCES: tuple[ModuleType, ...] = (eslogger, unifiedlog, ecs, ocsf, jamf_protect)
+BY_FORMAT: dict[SourceFormat, ModuleType] = {module.FORMAT: module for module in SOURCES}
+
+
+def detect_format(doc: dict[str, Any]) -> ModuleType | None:
+    """The source module that reads ``doc``, or ``None`` when no format matches."""
+    for module in SOURCES:
+        if module.detect(doc):
+            return module
+    return None
+
+
+@dataclass
+class NormalizeStats:
+    """Counters of one normalization run, for the summary line and for coverage."""
+
+    records: int = 0
+    rejected: int = 0
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def event_count(self) -> int:
+        return sum(self.events.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "events": self.event_count,
+            "events_by_source_and_kind": {f"{s}/{k}": n for (s, k), n in sorted(self.events.items())},
+            "rejected": self.rejected,
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+    def summary(self) -> str:
+        by = ", ".join(f"{s}/{k}={n}" for (s, k), n in sorted(self.events.items())) or "none"
+        skipped = sum(self.skipped.values())
+        return (
+            f"records read: {self.records}; events: {self.event_count} ({by}); rejected: {self.rejected}; "
+            f"skipped as unused or unsupported: {skipped}"
+        )
+
+
+# Mapper bugs on hostile input must become a rejection of that record, never a crash of the run: these are the
+# exception types that malformed JSON values can provoke in mapping code.
+_MAPPING_FAILURES = (RecordError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                     RecursionError)
+
+
+class Normalizer:
+    """Maps records to canonical events with counting and rejection.
+
+    Parameters
+    ----------
+    forced_format:
+        Read every record as this format instead of detecting it per record.
+    on_reject:
+        Called with each :class:`Rejection` (for a rejects file or a quarantine destination).
+    """
+
+    def __init__(
+        self,
+        *,
+        forced_format: SourceFormat | None = None,
+        on_reject: Callable[[Rejection], None] | None = None,
+    ) -> None:
+        self._forced = BY_FORMAT[forced_format] if forced_format else None
+        self._on_reject = on_reject
+        self.stats = NormalizeStats()
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count and report a rejection (also used for read errors found before mapping)."""
+        self.stats.rejected += 1
+        if self._on_reject is not None:
+            self._on_reject(rejection)
+
+    def normalize(self, record: Record, host: str) -> list[AnyEvent]:
+        """The canonical events of one record (empty when it is rejected or unused)."""
+        self.stats.records += 1
+        doc = record.data
+        module = self._forced or detect_format(doc)
+        if module is None:
+            self.stats.skipped["unsupported:unrecognized record"] += 1
+            return []
+        try:
+            result = module.map_record(doc, record.ref, host)
+        except _MAPPING_FAILURES as exc:
+            reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
+            self.reject(Rejection(record.ref, reason, module.FORMAT.value, excerpt(_short_repr(doc))))
+            return []
+        if isinstance(result, str):
+            self.stats.skipped[result] += 1
+            return []
+        events = self.stats.events
+        for event in result:
+            events[(event.source.value, event.kind.value)] += 1
+        return result
+
+    def run(self, items: Iterable[Record | Rejection], host: str) -> Iterator[AnyEvent]:
+        """Normalize a stream of reader items, reporting rejections as they come."""
+        for item in items:
+            if isinstance(item, Rejection):
+                self.stats.records += 1
+                self.reject(item)
+                continue
+            yield from self.normalize(item, host)
+
+
+def _short_repr(doc: Any) -> str:
+    try:
+        text = repr(doc)
+    except RecursionError:
+        return "<deeply nested record>"
+    return text[:400]
