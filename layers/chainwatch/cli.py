@@ -1,0 +1,126 @@
+"""The ``chainwatch`` command line.
+
+``chainwatch normalize PATH...``
+    read telemetry files or folders and print canonical events as JSON lines;
+``chainwatch detect PATH...``
+    correlate them into AN1316 findings (one JSON finding per line).
+
+Summaries go to stderr so stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from chainwatch.errors import ChainwatchError
+from chainwatch.events import AnyEvent, SourceFormat
+from chainwatch.sources import Normalizer
+from chainwatch.sources.reader import Rejection, iter_files, read_path
+
+_FORMATS = ("auto", *(f.value for f in SourceFormat))
+
+
+def fallback_host(path: Path, explicit: str | None) -> str:
+    """Host id for records that carry none: ``--host``, else the name of the folder holding the file."""
+    if explicit:
+        return explicit
+    return path.resolve().parent.name or "unknown-host"
+
+
+def iter_events(
+    paths: Sequence[str],
+    normalizer: Normalizer,
+    host: str | None,
+    on_file: Callable[[Path], None] | None = None,
+) -> Iterator[AnyEvent]:
+    """Canonical events of every file under ``paths``, in file order."""
+    for path in iter_files(paths):
+        if on_file is not None:
+            on_file(path)
+        yield from normalizer.run(read_path(path), fallback_host(path, host))
+
+
+def _rejects_writer(stack: ExitStack, target: str | None) -> Callable[[Rejection], None] | None:
+    if not target:
+        return None
+    handle: IO[bytes] = stack.enter_context(open(target, "wb"))  # noqa: SIM115 - closed by the ExitStack
+
+    def write(rejection: Rejection) -> None:
+        handle.write(orjson.dumps(rejection.to_dict()) + b"\n")
+
+    return write
+
+
+def _normalizer(args: argparse.Namespace, stack: ExitStack) -> Normalizer:
+    forced = None if args.format == "auto" else SourceFormat(args.format)
+    return Normalizer(forced_format=forced, on_reject=_rejects_writer(stack, args.rejects))
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    with ExitStack() as stack:
+        normalizer = _normalizer(args, stack)
+        for event in iter_events(args.paths, normalizer, args.host):
+            out.write(orjson.dumps(event.to_dict()) + b"\n")
+        out.flush()
+    print(normalizer.stats.summary(), file=sys.stderr)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from chainwatch.detect import run_detect
+
+    with ExitStack() as stack:
+        normalizer = _normalizer(args, stack)
+        return run_detect(args, normalizer, iter_events, stack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chainwatch", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_input_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (read recursively)")
+        p.add_argument("--host", help="host id for records that carry none (default: the file's folder name)")
+        p.add_argument("--format", choices=_FORMATS, default="auto", help="telemetry format (default: auto)")
+        p.add_argument("--rejects", metavar="FILE", help="write rejected records (with reasons) to FILE")
+
+    normalize = sub.add_parser("normalize", help="print canonical events as JSON lines")
+    add_input_options(normalize)
+    normalize.set_defaults(func=cmd_normalize)
+
+    detect = sub.add_parser("detect", help="correlate telemetry into AN1316 findings")
+    add_input_options(detect)
+    detect.add_argument("--policy", metavar="FILE", help="policy file (default: the bundled policy)")
+    detect.add_argument("--window", metavar="DURATION", help="stage-1 to stage-4 window, e.g. 1h, 30m")
+    detect.add_argument("--all", action="store_true", help="also write non-alert findings")
+    detect.add_argument("--out", metavar="FILE", help="write findings here instead of stdout")
+    detect.add_argument("--story", action="store_true", help="print each finding's story on stderr")
+    detect.add_argument("--no-progress", action="store_true", help="no progress bar")
+    detect.set_defaults(func=cmd_detect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``chainwatch`` console script."""
+    parser = build_parser()
+    args: Any = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ChainwatchError as exc:
+        print(f"chainwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
