@@ -122,10 +122,11 @@ class Normalizer:
         if isinstance(result, str):
             self.stats.skipped[result] += 1
             return []
+        mapped: list[AnyEvent] = result
         events = self.stats.events
         for event in result:
             events[(event.source.value, event.kind.value)] += 1
-        return result
+        return mapped
 
     def run(self, items: Iterable[Record | Rejection], host: str) -> Iterator[AnyEvent]:
         """Normalize a stream of reader items, reporting rejections as they come."""

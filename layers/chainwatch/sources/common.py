@@ -64,7 +64,7 @@ def epoch_s_to_ns(value: Any) -> int:
     """Seconds since the epoch (int or float) to ns."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(f"invalid epoch seconds {value!r}")
-    return int(round(value * 1_000_000)) * 1000
+    return round(value * 1_000_000) * 1000
 
 
 def as_int(value: Any) -> int | None:

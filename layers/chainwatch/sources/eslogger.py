@@ -214,11 +214,11 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
         action = XattrAction.SET if name == "setextattr" else XattrAction.DELETE
         return [XattrChange(**common, process=actor, action=action, path=path, name=attr)]
     # gatekeeper_user_override: file_type 0 = path string, 1 = es_file_t.
-    target = payload.get("file")
-    path = target if isinstance(target, str) else _file_path(target)
+    gk_file = payload.get("file")
+    gk_path = gk_file if isinstance(gk_file, str) else _file_path(gk_file)
     signing = as_dict(payload.get("signing_info"))
     return [Gatekeeper(
-        **common, process=actor, action=GatekeeperAction.USER_OVERRIDE, path=path,
+        **common, process=actor, action=GatekeeperAction.USER_OVERRIDE, path=gk_path,
         signing_id=as_str(signing.get("signing_id")), team_id=as_str(signing.get("team_id")),
         sha256=as_str(payload.get("sha256")),
     )]

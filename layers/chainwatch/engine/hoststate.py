@@ -1,0 +1,162 @@
+"""Per-host chain state and the admission rules that keep it small.
+
+Every admission decision is *local*: it looks only at the event itself and the policy, never at what arrived
+before. That is what makes the state, and so the findings, independent of arrival order. What is kept:
+
+- process images whose role matters (policy apps and their helpers, interpreters, intermediates), whose parent is
+  a policy app or helper, or that run from a suspicious place (downloads, ``~/Library``, temp, volumes);
+- app activity of policy apps, and Finder clicks;
+- file writes into watched paths by processes that matter (or by processes a source names only by pid);
+- quarantine attribute changes, Gatekeeper evidence;
+- outbound connections that are egress (not loopback) from processes that are not the apps themselves.
+
+Everything is dropped once the window has passed (:meth:`HostState.evict_before`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chainwatch.engine.lineage import ProcessTable
+from chainwatch.events import (
+    AnyEvent,
+    AppAction,
+    AppActivity,
+    Direction,
+    FileWrite,
+    Gatekeeper,
+    NetworkConnection,
+    ProcessExec,
+    ProcessExit,
+    ProcessFork,
+    ProcessRef,
+    XattrChange,
+)
+from chainwatch.policy import Classification, Policy, Role
+
+QUARANTINE_XATTR = "com.apple.quarantine"
+_APP_ROLES = (Role.APP, Role.HELPER)
+
+
+@dataclass
+class HostState:
+    """Everything the engine keeps about one host."""
+
+    host: str
+    processes: ProcessTable = field(default_factory=ProcessTable)
+    apps: list[AppActivity] = field(default_factory=list)
+    files: list[FileWrite] = field(default_factory=list)
+    xattrs: list[XattrChange] = field(default_factory=list)
+    gatekeeper: list[Gatekeeper] = field(default_factory=list)
+    network: list[NetworkConnection] = field(default_factory=list)
+    watermark_ns: int = 0
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    version: int = 0
+
+    def __len__(self) -> int:
+        return (len(self.processes.nodes) + len(self.apps) + len(self.files) + len(self.xattrs)
+                + len(self.gatekeeper) + len(self.network))
+
+    def evict_before(self, horizon_ns: int) -> None:
+        self.processes.evict_before(horizon_ns)
+        self.apps = [e for e in self.apps if e.time_ns >= horizon_ns]
+        self.files = [e for e in self.files if e.time_ns >= horizon_ns]
+        self.xattrs = [e for e in self.xattrs if e.time_ns >= horizon_ns]
+        self.gatekeeper = [e for e in self.gatekeeper if e.time_ns >= horizon_ns]
+        self.network = [e for e in self.network if e.time_ns >= horizon_ns]
+        self.seen = {s for s in self.seen if int(s[1]) >= horizon_ns}
+
+
+def _classify(policy: Policy, ref: ProcessRef | None) -> Classification | None:
+    if ref is None:
+        return None
+    return policy.classify(ref.executable, ref.signature)
+
+
+def process_matters(policy: Policy, ref: ProcessRef) -> tuple[bool, Classification | None]:
+    """Whether a process image is tracked, and its role (a local decision: see the module docstring)."""
+    role = policy.classify(ref.executable, ref.signature)
+    if role is not None:
+        return True, role
+    if ref.parent_executable:
+        parent_role = policy.classify(ref.parent_executable, None)
+        if parent_role is not None and parent_role.role in _APP_ROLES:
+            return True, None
+    return policy.is_suspicious_exec_path(ref.executable), None
+
+
+def admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
+    """Add ``event`` to ``state`` when it can matter to a chain. Returns whether the state changed."""
+    # The same record delivered twice (at-least-once delivery) must not be kept twice.
+    identity = (str(event.raw), str(event.time_ns))
+    if identity in state.seen:
+        return False
+    state.watermark_ns = max(state.watermark_ns, event.time_ns)
+
+    kept = _admit(state, policy, event)
+    if kept:
+        state.seen.add(identity)
+        state.version += 1
+    return kept
+
+
+def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
+    if isinstance(event, ProcessExec):
+        matters, role = process_matters(policy, event.target)
+        if matters:
+            state.processes.add_exec(event, role)
+        return matters
+    if isinstance(event, ProcessFork):
+        role = policy.classify(event.child.executable, event.child.signature)
+        if role is not None:
+            state.processes.add_fork(event, role)
+            return True
+        return False
+    if isinstance(event, ProcessExit):
+        if event.process is None:
+            return False
+        matters, _ = process_matters(policy, event.process)
+        if matters or event.process.entity_id in state.processes.nodes:
+            state.processes.add_exit(event.process, event.time_ns)
+            return True
+        return False
+    if isinstance(event, AppActivity):
+        if event.action is AppAction.CLICK or policy.app_for_activity(event.bundle_id, event.app_name,
+                                                                      event.app_path) is not None:
+            state.apps.append(event)
+            return True
+        return False
+    if isinstance(event, FileWrite):
+        if not policy.is_watched(event.path):
+            return False
+        writer = event.process
+        if writer is not None and writer.executable is not None and _classify(policy, writer) is None \
+                and not policy.is_suspicious_exec_path(writer.executable):
+            return False
+        state.files.append(event)
+        return True
+    if isinstance(event, XattrChange):
+        if event.name != QUARANTINE_XATTR:
+            return False
+        state.xattrs.append(event)
+        return True
+    if isinstance(event, Gatekeeper):
+        state.gatekeeper.append(event)
+        return True
+    if isinstance(event, NetworkConnection):
+        if event.direction is Direction.INBOUND:
+            return False
+        if policy.destination_class(event.dst_ip) == "not_egress":
+            return False
+        if event.dst_ip is None and not event.hostname:
+            return False
+        proc = event.process
+        if proc is not None and proc.executable is not None:
+            matters, role = process_matters(policy, proc)
+            if not matters or (role is not None and role.role in _APP_ROLES):
+                # Not a process a chain can contain, or the app's own traffic (browsing), which is not the
+                # child's egress.
+                return False
+        state.network.append(event)
+        return True
+    return False

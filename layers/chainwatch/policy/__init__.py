@@ -1,0 +1,455 @@
+"""The analytic's lists and allowlists, loaded from YAML a detection engineer edits.
+
+:func:`load_policy` validates the file and reports problems as :class:`~chainwatch.errors.PolicyError` with the
+file and line of the offending entry. The result is an immutable :class:`Policy` whose matching methods are pure
+and cached (they run on every process the engine sees).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chainwatch.errors import PolicyError
+from chainwatch.events import CodeSignature
+
+DEFAULT_POLICY = Path(__file__).with_name("default.yaml")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
+            "d": 86_400_000_000_000}
+_LINE = "__line__"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_duration_ns(text: Any) -> int:
+    """``"1h"``, ``"30m"``, ``"90s"``, ``"250ms"`` or a number of seconds, to nanoseconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return int(text * 1_000_000_000)
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 90s, 30m, 1h)")
+    return int(float(match.group(1)) * _UNIT_NS[match.group(2) or "s"])
+
+
+class Role(StrEnum):
+    """What a process is to the analytic."""
+
+    APP = "app"
+    HELPER = "helper"
+    INTERPRETER = "interpreter"
+    INTERMEDIATE = "intermediate"
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    role: Role
+    name: str
+    technique: str | None = None
+
+
+class GlobSet:
+    """Shell-style globs compiled into one case-insensitive regex; ``~/`` means any user's home."""
+
+    __slots__ = ("_regex", "patterns")
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = patterns
+        parts = []
+        for pattern in patterns:
+            expanded = re.escape("/Users/") + "[^/]+/" + _glob(pattern[2:]) if pattern.startswith("~/") \
+                else _glob(pattern)
+            parts.append(expanded)
+        self._regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
+
+    def match(self, value: str | None) -> bool:
+        return bool(value) and self._regex is not None and self._regex.fullmatch(value or "") is not None
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+
+def _glob(pattern: str) -> str:
+    translated = fnmatch.translate(pattern)
+    # fnmatch.translate returns "(?s:...)\Z"; keep the inner expression for embedding.
+    return translated[4:-3] if translated.startswith("(?s:") else translated
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    kind: str
+    bundle_ids: frozenset[str]
+    signing_ids: frozenset[str]
+    team_ids: frozenset[str]
+    executables: frozenset[str]
+    helper_signing_ids: frozenset[str]
+    helper_paths: GlobSet
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class BinarySpec:
+    name: str
+    signing_ids: frozenset[str]
+    paths: GlobSet
+    technique: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One allowlist entry; every condition given must hold."""
+
+    id: str
+    description: str
+    applies_to: str
+    team_ids: frozenset[str] = frozenset()
+    signing_ids: GlobSet = field(default_factory=lambda: GlobSet(()))
+    parent_signing_ids: GlobSet = field(default_factory=lambda: GlobSet(()))
+    paths: GlobSet = field(default_factory=lambda: GlobSet(()))
+    cmdline: re.Pattern[str] | None = None
+    hostnames: GlobSet = field(default_factory=lambda: GlobSet(()))
+    destinations: tuple[Network, ...] = ()
+    line: int | None = None
+
+    def matches_process(self, executable: str | None, signature: CodeSignature | None, cmdline: str,
+                        parent_signing_id: str | None) -> bool:
+        """Whether a stage-3 process (or the app) satisfies every process condition of this rule."""
+        if not (self.team_ids or self.signing_ids or self.parent_signing_ids or self.paths or self.cmdline):
+            return False
+        team = signature.team_id if signature else None
+        signing = signature.signing_id if signature else None
+        if self.team_ids and team not in self.team_ids:
+            return False
+        if self.signing_ids and not self.signing_ids.match(signing):
+            return False
+        if self.parent_signing_ids and not self.parent_signing_ids.match(parent_signing_id):
+            return False
+        if self.paths and not self.paths.match(executable):
+            return False
+        return not (self.cmdline and not self.cmdline.search(cmdline))
+
+    def matches_destination(self, ip: str | None, hostname: str | None) -> bool:
+        """Whether an egress destination satisfies every destination condition of this rule."""
+        if not (self.hostnames or self.destinations):
+            return False
+        if self.hostnames and not self.hostnames.match(hostname):
+            return False
+        if self.destinations:
+            address = _ip(ip)
+            if address is None or not any(address in net for net in self.destinations):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The analytic's data: apps, paths, interpreters, destination ranges, windows and allowlists."""
+
+    source: str
+    analytic_uid: str
+    analytic_name: str
+    attacks: tuple[dict[str, str], ...]
+    window_ns: int
+    app_to_file_ns: int
+    file_to_exec_ns: int
+    exec_to_egress_ns: int
+    prompt_to_launch_ns: int
+    apps: tuple[AppSpec, ...]
+    watched_paths: GlobSet
+    interpreters: tuple[BinarySpec, ...]
+    intermediates: tuple[BinarySpec, ...]
+    suspicious_exec_paths: GlobSet
+    not_egress: tuple[Network, ...]
+    internal: tuple[Network, ...]
+    allowlist: tuple[AllowRule, ...]
+    _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- processes ---------------------------------------------------------------------------------------------
+    def classify(self, executable: str | None, signature: CodeSignature | None) -> Classification | None:
+        """The role of an executable image, identified by signing id and path, never by name alone."""
+        signing = signature.signing_id if signature else None
+        platform = signature.platform_binary if signature else None
+        key = (executable, signing, signature.team_id if signature else None, platform)
+        cache = self._cache
+        if key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        result = self._classify(executable, signing, signature.team_id if signature else None, platform)
+        if len(cache) > 65536:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    def _classify(self, executable: str | None, signing: str | None, team: str | None,
+                  platform: bool | None) -> Classification | None:
+        for app in self.apps:
+            if executable in app.executables or (signing in app.signing_ids and
+                                                 (not app.team_ids or team in app.team_ids or platform)):
+                return Classification(Role.APP, app.name)
+        for group, role in ((self.interpreters, Role.INTERPRETER), (self.intermediates, Role.INTERMEDIATE)):
+            for spec in group:
+                if signing is not None:
+                    # A signature decides: Apple's signing id on a platform binary, wherever the file lives.
+                    if signing in spec.signing_ids and platform is not False:
+                        return Classification(role, spec.name, spec.technique)
+                    continue
+                if spec.paths.match(executable):
+                    return Classification(role, spec.name, spec.technique)
+        for app in self.apps:
+            if signing in app.helper_signing_ids or app.helper_paths.match(executable):
+                return Classification(Role.HELPER, app.name)
+        return None
+
+    def app_by_name(self, name: str | None) -> AppSpec | None:
+        for app in self.apps:
+            if name and app.name.lower() == name.lower():
+                return app
+        return None
+
+    def app_for_activity(self, bundle_id: str | None, app_name: str | None, app_path: str | None) -> AppSpec | None:
+        """The policy app named by unified-log activity (bundle id, app name or bundle path)."""
+        for app in self.apps:
+            if bundle_id and bundle_id in app.bundle_ids:
+                return app
+            if app_name and app_name.lower() == app.name.lower():
+                return app
+            if app_path and any(exe.lower().startswith(app_path.rstrip("/").lower() + "/")
+                                for exe in app.executables):
+                return app
+        return None
+
+    def is_watched(self, path: str | None) -> bool:
+        return self.watched_paths.match(path)
+
+    def is_suspicious_exec_path(self, path: str | None) -> bool:
+        return self.suspicious_exec_paths.match(path)
+
+    # -- destinations ------------------------------------------------------------------------------------------
+    def destination_class(self, ip: str | None) -> str:
+        """``"not_egress"``, ``"internal"``, ``"external"`` or ``"unknown"`` (no parseable address)."""
+        address = _ip(ip)
+        if address is None:
+            return "unknown"
+        if any(address in net for net in self.not_egress if net.version == address.version):
+            return "not_egress"
+        if any(address in net for net in self.internal if net.version == address.version):
+            return "internal"
+        return "external"
+
+
+@lru_cache(maxsize=16384)
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that records each mapping's line number under ``__line__``."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
+    mapping[_LINE] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Reader:
+    """Typed access to one YAML mapping with errors that name the file and line."""
+
+    def __init__(self, data: Any, path: str, where: str) -> None:
+        if not isinstance(data, dict):
+            raise PolicyError(f"{where} must be a mapping", path=path)
+        self.data, self.path, self.where = data, path, where
+        self.line: int | None = data.get(_LINE)
+
+    def fail(self, reason: str) -> PolicyError:
+        return PolicyError(f"{self.where}: {reason}", path=self.path, line=self.line)
+
+    def check_keys(self, allowed: set[str]) -> None:
+        unknown = set(self.data) - allowed - {_LINE}
+        if unknown:
+            raise self.fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"'{key}' must be a non-empty string")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(f"'{key}' must be a list of non-empty strings")
+        return tuple(value)
+
+    def items(self, key: str) -> list[_Reader]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"'{key}' must be a list")
+        return [_Reader(item, self.path, f"{key}[{i}]") for i, item in enumerate(value)]
+
+    def duration(self, key: str, default: str) -> int:
+        try:
+            return parse_duration_ns(self.data.get(key, default))
+        except ValueError as exc:
+            raise self.fail(f"'{key}': {exc}") from exc
+
+    def networks(self, key: str) -> tuple[Network, ...]:
+        nets = []
+        for text in self.strings(key):
+            try:
+                nets.append(ipaddress.ip_network(text, strict=False))
+            except ValueError as exc:
+                raise self.fail(f"'{key}': {exc}") from exc
+        return tuple(nets)
+
+
+_TOP_KEYS = {"analytic", "window", "links", "apps", "watched_paths", "interpreters", "intermediates",
+             "suspicious_exec_paths", "not_egress", "internal", "allowlist"}
+_APPLIES_TO = {"app", "child", "egress"}
+
+
+def load_policy(path: str | Path | None = None, *, window: str | None = None) -> Policy:
+    """Load and validate a policy file (the bundled default when ``path`` is ``None``).
+
+    Parameters
+    ----------
+    path:
+        YAML policy file.
+    window:
+        Overrides the file's ``window`` (e.g. ``"30m"``).
+
+    Raises
+    ------
+    PolicyError
+        With the file and line of the first problem found.
+    """
+    file = Path(path) if path else DEFAULT_POLICY
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy: {exc.strerror or exc}", path=name) from exc
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise PolicyError(f"invalid YAML: {exc}", path=name, line=mark.line + 1 if mark else None) from exc
+    top = _Reader(data, name, "policy")
+    top.check_keys(_TOP_KEYS)
+
+    analytic = _Reader(data.get("analytic", {"uid": "AN1316", "name": "AN1316"}), name, "analytic")
+    attacks = []
+    for item in analytic.items("attack"):
+        attacks.append({"technique": item.text("technique"), "name": item.text("name", item.text("technique")),
+                        "tactic": item.text("tactic", "TA0002")})
+    links = _Reader(data.get("links", {}), name, "links")
+    links.check_keys({"app_to_file", "file_to_exec", "exec_to_egress", "prompt_to_launch"})
+
+    apps = []
+    for item in top.items("apps"):
+        item.check_keys({"name", "kind", "bundle_ids", "signing_ids", "team_ids", "executables", "helpers"})
+        helpers = _Reader(item.data.get("helpers", {}), name, f"{item.where}.helpers")
+        helpers.check_keys({"signing_ids", "paths"})
+        apps.append(AppSpec(
+            name=item.text("name"), kind=item.text("kind", "app"),
+            bundle_ids=frozenset(item.strings("bundle_ids")), signing_ids=frozenset(item.strings("signing_ids")),
+            team_ids=frozenset(item.strings("team_ids")), executables=frozenset(item.strings("executables")),
+            helper_signing_ids=frozenset(helpers.strings("signing_ids")),
+            helper_paths=GlobSet(helpers.strings("paths")), line=item.line,
+        ))
+        if not apps[-1].executables and not apps[-1].signing_ids:
+            raise item.fail("an app needs 'executables' or 'signing_ids'")
+
+    def binaries(key: str) -> tuple[BinarySpec, ...]:
+        specs = []
+        for item in top.items(key):
+            item.check_keys({"name", "signing_ids", "paths", "technique"})
+            spec = BinarySpec(name=item.text("name"), signing_ids=frozenset(item.strings("signing_ids")),
+                              paths=GlobSet(item.strings("paths")),
+                              technique=item.data.get("technique"), line=item.line)
+            if not spec.signing_ids and not spec.paths:
+                raise item.fail("needs 'signing_ids' or 'paths'")
+            specs.append(spec)
+        return tuple(specs)
+
+    rules = []
+    seen: set[str] = set()
+    for item in top.items("allowlist"):
+        item.check_keys({"id", "description", "applies_to", "team_ids", "signing_ids", "parent_signing_ids",
+                         "paths", "cmdline", "hostnames", "destinations"})
+        rule_id = item.text("id")
+        if rule_id in seen:
+            raise item.fail(f"duplicate allowlist id {rule_id!r}")
+        seen.add(rule_id)
+        applies_to = item.text("applies_to", "child")
+        if applies_to not in _APPLIES_TO:
+            raise item.fail(f"'applies_to' must be one of {sorted(_APPLIES_TO)}")
+        cmdline = item.data.get("cmdline")
+        try:
+            compiled = re.compile(cmdline) if cmdline else None
+        except re.error as exc:
+            raise item.fail(f"'cmdline' is not a valid regex: {exc}") from exc
+        rule = AllowRule(
+            id=rule_id, description=item.text("description", rule_id), applies_to=applies_to,
+            team_ids=frozenset(item.strings("team_ids")), signing_ids=GlobSet(item.strings("signing_ids")),
+            parent_signing_ids=GlobSet(item.strings("parent_signing_ids")), paths=GlobSet(item.strings("paths")),
+            cmdline=compiled, hostnames=GlobSet(item.strings("hostnames")),
+            destinations=item.networks("destinations"), line=item.line,
+        )
+        if applies_to == "egress" and not (rule.hostnames or rule.destinations):
+            raise item.fail("an egress rule needs 'hostnames' or 'destinations'")
+        if applies_to != "egress" and not (rule.team_ids or rule.signing_ids or rule.parent_signing_ids
+                                           or rule.paths or rule.cmdline):
+            raise item.fail("a process rule needs at least one of team_ids, signing_ids, parent_signing_ids, "
+                            "paths, cmdline")
+        rules.append(rule)
+
+    try:
+        window_ns = parse_duration_ns(window) if window else top.duration("window", "1h")
+    except ValueError as exc:
+        raise PolicyError(f"--window: {exc}", path=name) from exc
+    return Policy(
+        source=name,
+        analytic_uid=analytic.text("uid", "AN1316"),
+        analytic_name=analytic.text("name", "AN1316"),
+        attacks=tuple(attacks),
+        window_ns=window_ns,
+        app_to_file_ns=links.duration("app_to_file", "1h"),
+        file_to_exec_ns=links.duration("file_to_exec", "1h"),
+        exec_to_egress_ns=links.duration("exec_to_egress", "30m"),
+        prompt_to_launch_ns=links.duration("prompt_to_launch", "10m"),
+        apps=tuple(apps),
+        watched_paths=GlobSet(top.strings("watched_paths")),
+        interpreters=binaries("interpreters"),
+        intermediates=binaries("intermediates"),
+        suspicious_exec_paths=GlobSet(top.strings("suspicious_exec_paths")),
+        not_egress=top.networks("not_egress"),
+        internal=top.networks("internal"),
+        allowlist=tuple(rules),
+    )

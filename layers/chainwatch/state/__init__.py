@@ -1,0 +1,1 @@
+"""State stores behind the engine's :class:`~chainwatch.engine.store.StateStore` port."""
