@@ -15,6 +15,7 @@ Facts this module relies on (``shared/reference/macos-telemetry.md`` section 1):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from chainwatch.errors import RecordError
@@ -34,7 +35,7 @@ from chainwatch.events import (
     XattrAction,
     XattrChange,
 )
-from chainwatch.sources.common import as_dict, as_int, as_str, as_str_tuple, parse_time_ns
+from chainwatch.sources.common import as_dict, as_int, as_str, as_str_tuple, parse_start_time_ns, parse_time_ns
 
 FORMAT = SourceFormat.ESLOGGER
 
@@ -75,52 +76,76 @@ def audit_token(value: Any) -> dict[str, int] | None:
     return None
 
 
-def _entity(token: dict[str, int] | None) -> str | None:
-    if token is None:
+def _token(value: Any) -> tuple[int, int | None, int | None] | None:
+    """``(pid, pidversion, euid)`` of an audit token in either shape, without building a mapping (hot path)."""
+    if type(value) is dict:
+        pid = value.get("pid")
+        if type(pid) is not int:
+            return None
+        version = value.get("pidversion")
+        euid = value.get("euid")
+        return pid, version if type(version) is int else None, euid if type(euid) is int else None
+    if type(value) is list and len(value) == 8:
+        pid, version, euid = value[5], value[7], value[1]
+        if type(pid) is int and type(version) is int:
+            return pid, version, euid if type(euid) is int else None
         return None
-    version = token.get("pidversion")
-    return f"es:{token['pid']}:{version}" if type(version) is int else None
+    parsed = audit_token(value)
+    if parsed is None:
+        return None
+    return parsed["pid"], parsed.get("pidversion"), parsed.get("euid")
+
+
+@lru_cache(maxsize=16384)
+def _signature(signing_id: Any, team_id: Any, platform: Any, category: Any, cdhash: Any) -> CodeSignature:
+    # Signatures repeat for every event of the same binary: one shared immutable object each.
+    return CodeSignature(
+        signing_id=signing_id if type(signing_id) is str and signing_id else None,
+        team_id=team_id if type(team_id) is str and team_id else None,
+        platform_binary=platform if type(platform) is bool else None,
+        validation_category=category if type(category) is int else None,
+        cdhash=cdhash if type(cdhash) is str and cdhash else None,
+    )
 
 
 def process_ref(
     proc: Any, *, args: tuple[str, ...] = (), cwd: str | None = None, parent_executable: str | None = None
 ) -> ProcessRef:
     """Map an ``es_process_t`` object to a :class:`ProcessRef`."""
-    if not isinstance(proc, dict):
+    if type(proc) is not dict:
         raise RecordError("process object missing or not an object")
-    token = audit_token(proc.get("audit_token"))
+    token = _token(proc.get("audit_token"))
     if token is None:
         raise RecordError("process has no readable audit_token")
-    parent = audit_token(proc.get("parent_audit_token"))
-    responsible = audit_token(proc.get("responsible_audit_token"))
-    executable = as_dict(proc.get("executable")).get("path")
+    pid, version, euid = token
+    parent = _token(proc.get("parent_audit_token"))
+    responsible = _token(proc.get("responsible_audit_token"))
+    executable = proc.get("executable")
+    path = executable.get("path") if type(executable) is dict else None
     start = proc.get("start_time")
-    cdhash = proc.get("cdhash")
-    platform = proc.get("is_platform_binary")
-    category = proc.get("cs_validation_category")
-    signature = CodeSignature(
-        signing_id=as_str(proc.get("signing_id")),
-        team_id=as_str(proc.get("team_id")),
-        platform_binary=platform if isinstance(platform, bool) else None,
-        validation_category=category if type(category) is int else None,
-        cdhash=cdhash if isinstance(cdhash, str) and cdhash else None,
-    )
-    ppid = as_int(proc.get("ppid"))
+    ppid = proc.get("ppid")
+    original_ppid = proc.get("original_ppid")
+    try:
+        signature = _signature(proc.get("signing_id"), proc.get("team_id"), proc.get("is_platform_binary"),
+                               proc.get("cs_validation_category"), proc.get("cdhash"))
+    except TypeError:  # an unhashable value where a scalar belongs
+        signature = CodeSignature()
     return ProcessRef(
-        pid=token["pid"],
-        entity_id=_entity(token),
-        ppid=ppid if ppid is not None else (parent["pid"] if parent else None),
-        parent_entity_id=_entity(parent),
+        pid=pid,
+        entity_id=f"es:{pid}:{version}" if version is not None else None,
+        ppid=ppid if type(ppid) is int else (parent[0] if parent else None),
+        parent_entity_id=f"es:{parent[0]}:{parent[1]}" if parent and parent[1] is not None else None,
         parent_executable=parent_executable,
-        original_ppid=as_int(proc.get("original_ppid")),
-        responsible_pid=responsible["pid"] if responsible else None,
-        responsible_entity_id=_entity(responsible),
-        executable=executable if isinstance(executable, str) else None,
+        original_ppid=original_ppid if type(original_ppid) is int else None,
+        responsible_pid=responsible[0] if responsible else None,
+        responsible_entity_id=f"es:{responsible[0]}:{responsible[1]}"
+        if responsible and responsible[1] is not None else None,
+        executable=path if type(path) is str else None,
         args=args,
         cwd=cwd,
-        uid=token.get("euid") if type(token.get("euid")) is int else None,
+        uid=euid,
         signature=signature,
-        start_time_ns=parse_time_ns(start) if isinstance(start, str) else None,
+        start_time_ns=parse_start_time_ns(start) if type(start) is str else None,
     )
 
 
@@ -159,6 +184,9 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
         return f"eslogger:{name}"
     if not isinstance(payload, dict):
         raise RecordError(f"event.{name} is not an object")
+    if name == "close" and payload.get("modified") is not True:
+        # The highest-volume event: decided before any other work.
+        return "eslogger:close(unmodified)"
     time_ns = parse_time_ns(doc.get("time"))
     proc = doc["process"]
     common: dict[str, Any] = {"time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref}
@@ -195,8 +223,6 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
             raise RecordError("rename has no destination path")
         return [FileWrite(**common, process=actor, action=FileAction.RENAME, path=path, source_path=source_path)]
     if name == "close":
-        if payload.get("modified") is not True:
-            return "eslogger:close(unmodified)"
         path = _file_path(payload.get("target"))
         if path is None:
             raise RecordError("close has no target path")
