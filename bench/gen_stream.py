@@ -20,8 +20,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 ESLOGGER = ROOT / "tests" / "unit" / "sources" / "data" / "eslogger_mullvad.jsonl"
-UNIFIED = ROOT / "events" / "unifiedlog" / "mac-01.ndjson"
-ECS_NET = ROOT / "events" / "ecs" / "network_connection_attempted.ndjson"
+UNIFIED = ROOT / "events" / "mac-01" / "unifiedlog.ndjson"
+ECS_NET = ROOT / "events" / "mac-01" / "elastic-network.ndjson"
 
 
 def _load(path: Path) -> list[dict[str, Any]]:

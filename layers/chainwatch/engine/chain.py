@@ -63,6 +63,7 @@ class _Candidate:
     download: FileWrite | None = None
     download_method: str | None = None
     download_strength: Strength | None = None
+    extracted: FileWrite | None = None
 
 
 def assemble(state: HostState, policy: Policy) -> list[Finding]:
@@ -73,6 +74,10 @@ def assemble(state: HostState, policy: Policy) -> list[Finding]:
         role = node.role
         if role is not None and role.role is Role.INTERPRETER:
             found = _interpreter_candidate(node, table, policy)
+            if found is None and _launched(node) is not None:
+                # An app bundle whose main executable is a script (Shlayer's bash bundles) runs as an interpreter
+                # with the bundle's script as its script path: route (b) when no policy app spawned it.
+                found = _quarantine_candidate(node, state, policy)
         elif role is None and _bundle_of(node.executable) is not None:
             found = _quarantine_candidate(node, state, policy)
         else:
@@ -104,7 +109,15 @@ def _interpreter_candidate(node: ProcNode, table: ProcessTable, policy: Policy) 
         classification = ancestor.role if not ancestor.synthetic else policy.classify(ancestor.executable, None)
         if classification is None or classification.role not in _APP_ROLES:
             continue
-        between = ancestors[:depth]
+        if ancestor.via == "fork" and depth + 1 < len(ancestors) and _same_app(ancestors[depth + 1], ancestor,
+                                                                              policy):
+            # A forked copy of the app (ES fork before exec) is the app's child, not the app: the app is its
+            # parent. Without this, a long-running app whose exec is outside the window gets the fork's pid and
+            # its unified-log activity and file writes no longer match.
+            continue
+        forks = [b for b in ancestors[:depth] if b.via == "fork" and b.executable == ancestor.executable]
+        fork_keys = {f.key for f in forks}
+        between = [b for b in ancestors[:depth] if b.key not in fork_keys]
         if any(_role_of(b, policy) is Role.INTERPRETER for b in between):
             return None  # an interpreter nearer the app is the chain's stage 3; this one is its descendant
         app = policy.app_by_name(classification.name)
@@ -112,14 +125,26 @@ def _interpreter_candidate(node: ProcNode, table: ProcessTable, policy: Policy) 
             return None
         app_pid = ancestor.pid
         if classification.role is Role.HELPER:
-            # A helper acts for the app that is responsible for it (or that spawned it).
-            if ancestor.responsible_pid and ancestor.responsible_pid != ancestor.pid:
-                app_pid = ancestor.responsible_pid
+            # A helper acts for the app that is responsible for it (or that spawned it). A helper known only
+            # from its child's record (synthetic) has no responsible pid, but its fork inherited it.
+            responsible = ancestor.responsible_pid or next((f.responsible_pid for f in forks if f.responsible_pid),
+                                                           None)
+            if responsible and responsible != ancestor.pid:
+                app_pid = responsible
             elif depth + 1 < len(ancestors) and _role_of(ancestors[depth + 1], policy) is Role.APP:
                 app_pid = ancestors[depth + 1].pid
         path = [ancestor, *reversed(between), node]
         return _Candidate("interpreter", app, app_pid, ancestor, path, node)
     return None
+
+
+def _same_app(parent: ProcNode, fork: ProcNode, policy: Policy) -> bool:
+    """Whether ``parent`` is the process that ``fork`` (a forked image of an app or helper) is a copy of."""
+    if parent.pid != fork.ppid:
+        return False
+    mine = fork.role if not fork.synthetic else policy.classify(fork.executable, None)
+    theirs = parent.role if not parent.synthetic else policy.classify(parent.executable, None)
+    return mine is not None and theirs is not None and mine.name == theirs.name
 
 
 def _bundle_of(executable: str | None) -> str | None:
@@ -141,9 +166,19 @@ def _stem(name: str) -> str:
     return name
 
 
+def _launched(node: ProcNode) -> str | None:
+    """The bundle executable a launch ran: the image itself, or the script of a script-bodied app bundle."""
+    if _bundle_of(node.executable) is not None:
+        return node.executable
+    if node.role is not None and node.role.role is Role.INTERPRETER and _bundle_of(node.script_path) is not None:
+        return node.script_path
+    return None
+
+
 def _quarantine_candidate(node: ProcNode, state: HostState, policy: Policy) -> _Candidate | None:
-    bundle = _bundle_of(node.executable)
-    if bundle is None or not policy.is_suspicious_exec_path(node.executable):
+    launched = _launched(node)
+    bundle = _bundle_of(launched)
+    if bundle is None or not policy.is_suspicious_exec_path(launched):
         return None
     bundle_name = _basename(bundle)
     bundle_lower = bundle.lower()
@@ -176,6 +211,16 @@ def _quarantine_candidate(node: ProcNode, state: HostState, policy: Policy) -> _
     if best is None:
         return None
     landed, method, strength = best[2], best[3], best[4]
+    extracted: FileWrite | None = None
+    origin = _archive_origin(landed, state, policy)
+    if origin is not None:
+        # An archiver extracted the bundle from an archive another policy app downloaded: the chain starts at the
+        # download (the extraction is the path evidence that joins them).
+        extracted = landed
+        extractor = _writer_app(landed, policy)
+        method = (f"downloaded as {_basename(origin.path)}, extracted by "
+                  f"{extractor.name if extractor else 'an archiver'} to {_bundle_root(landed.path)}; {method}")
+        landed = origin
     writer = landed.process
     classification = policy.classify(writer.executable, writer.signature) if writer else None
     app = policy.app_by_name(classification.name) if classification else None
@@ -184,7 +229,42 @@ def _quarantine_candidate(node: ProcNode, state: HostState, policy: Policy) -> _
     app_pid = writer.pid
     if classification is not None and classification.role is Role.HELPER and writer.responsible_pid:
         app_pid = writer.responsible_pid
-    return _Candidate("quarantined_app", app, app_pid, None, [node], node, landed, method, strength)
+    candidate = _Candidate("quarantined_app", app, app_pid, None, [node], node, landed, method, strength)
+    candidate.extracted = extracted
+    return candidate
+
+
+def _writer_app(landed: FileWrite, policy: Policy) -> AppSpec | None:
+    writer = landed.process
+    if writer is None:
+        return None
+    classification = policy.classify(writer.executable, writer.signature)
+    return policy.app_by_name(classification.name) if classification else None
+
+
+def _bundle_root(path: str) -> str:
+    cut = path.find(".app/")
+    return path[: cut + 4] if cut > 0 else path
+
+
+def _archive_origin(extraction: FileWrite, state: HostState, policy: Policy) -> FileWrite | None:
+    """The archive a non-archiver policy app downloaded that an archiver's extraction came from (by name)."""
+    extractor = _writer_app(extraction, policy)
+    if extractor is None or extractor.kind != "archiver":
+        return None
+    stem = _stem(_basename(_bundle_root(extraction.path))).lower()
+    best: FileWrite | None = None
+    for landed in state.files:
+        if landed.time_ns > extraction.time_ns or extraction.time_ns - landed.time_ns > policy.file_to_exec_ns:
+            continue
+        if not landed.path.lower().endswith(_ARCHIVE_SUFFIXES) or _stem(_basename(landed.path)).lower() != stem:
+            continue
+        app = _writer_app(landed, policy)
+        if app is None or app.kind == "archiver":
+            continue
+        if best is None or (landed.time_ns, landed.path) > (best.time_ns, best.path):
+            best = landed
+    return best
 
 
 # -- assembly ------------------------------------------------------------------------------------------------
@@ -195,6 +275,9 @@ def _references(file_path: str, nodes: list[ProcNode]) -> str | None:
     name = _basename(file_path)
     folder = file_path.rsplit("/", 1)[0]
     for node in nodes:
+        # Most specific first: a dropped binary's argv[0] is its own name, which must not hide that it *is* the file.
+        if node.executable == file_path:
+            return f"{node.name} is the landed file"
         if node.script_path == file_path:
             return f"{node.name} runs it as its script"
         for arg in node.args:
@@ -202,8 +285,6 @@ def _references(file_path: str, nodes: list[ProcNode]) -> str | None:
                 return f"{node.name} names it in its arguments"
         if len(name) >= 4 and name in node.cmdline:
             return f"{node.name} names {name} in its command line"
-        if node.executable == file_path:
-            return f"{node.name} is the landed file"
         if node.cwd and node.cwd == folder and node is nodes[0]:
             return f"{node.name} runs in the folder it landed in"
     return None
@@ -296,6 +377,7 @@ def _egress(candidate: _Candidate, state: HostState, policy: Policy,
             continue
         if proc.entity_id and proc.entity_id in keys:
             method, confidence = "entity", Confidence.HIGH
+            holder_ref = table.nodes[proc.entity_id].to_ref()
         else:
             if proc.entity_id and namespace(proc.entity_id) in spaces and proc.entity_id in table.nodes:
                 continue  # the source names another known process: pid must not override it
@@ -306,10 +388,11 @@ def _egress(candidate: _Candidate, state: HostState, policy: Policy,
                 method, confidence = "pid_lifetime", Confidence.MEDIUM
             else:
                 method, confidence = "pid_open_lifetime", Confidence.LOW
+            # The record names only a pid: the story shows the image the pid was attributed to.
+            holder_ref = holder.to_ref()
         dest_class = policy.destination_class(conn.dst_ip)
         if dest_class == "internal" and confidence > Confidence.LOW:
             confidence = Confidence(confidence - 1)
-        holder_ref = table.nodes[proc.entity_id].to_ref() if proc.entity_id in table.nodes else proc
         egress = Egress(conn.time_ns, holder_ref, conn.dst_ip, conn.dst_port, conn.hostname, conn.protocol,
                         dest_class, method, confidence, conn.source, str(conn.raw))
         rule = next((r for r in policy.allowlist if r.applies_to == "egress"
@@ -324,13 +407,20 @@ def _egress(candidate: _Candidate, state: HostState, policy: Policy,
 
 
 def _suppression(candidate: _Candidate, policy: Policy) -> AllowRule | None:
-    stage3 = candidate.stage3
-    parent = candidate.path[-2] if len(candidate.path) > 1 else None
-    parent_signing = parent.signature.signing_id if parent and parent.signature else None
+    # "child" rules are tested on stage 3 and on every process between the app and stage 3: an approved updater
+    # (Keystone, Microsoft AutoUpdate) is an intermediate whose own child is an Apple-signed shell or curl, so a
+    # rule on the stage-3 signature alone could never match it. Descendants of stage 3 are not tested: a chain
+    # must not be able to allowlist itself by spawning an approved binary.
+    path = candidate.path
+    first = 1 if candidate.app_node is not None else 0
     for rule in policy.allowlist:
-        if rule.applies_to == "child" and rule.matches_process(stage3.executable, stage3.signature,
-                                                               stage3.cmdline, parent_signing):
-            return rule
+        if rule.applies_to == "child":
+            for index in range(first, len(path)):
+                node = path[index]
+                parent = path[index - 1] if index > 0 else None
+                parent_signing = parent.signature.signing_id if parent and parent.signature else None
+                if rule.matches_process(node.executable, node.signature, node.cmdline, parent_signing):
+                    return rule
         if rule.applies_to == "app" and candidate.app_node is not None and rule.matches_process(
                 candidate.app_node.executable, candidate.app_node.signature, candidate.app_node.cmdline, None):
             return rule
@@ -405,7 +495,7 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
         stage3_method = "process lineage" + (" (app seen only as the parent named by a child record)"
                                              if candidate.path[0].synthetic else "")
     else:
-        stage3_text = f"downloaded app {_basename(_bundle_of(stage3.executable) or stage3.name)} opened " \
+        stage3_text = f"downloaded app {_basename(_bundle_of(_launched(stage3)) or stage3.name)} opened " \
                       f"(parent {stage3.ppid if stage3.ppid is not None else 'unknown'})"
         stage3_method = candidate.download_method or "download lineage"
     stages.append(StageEvidence(Stage.EXECUTION, stage3.start_ns, stage3_text, stage3_method, stage3.source,
@@ -450,7 +540,9 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
         severity = Severity.HIGH if not weak else Severity.MEDIUM
         reasons.append("all four stages" + (" with strong links" if not weak else f" ({len(weak)} weak link(s))"))
         critical = []
-        unsigned = [n for n in tree if _is_unsigned(n)]
+        # Intermediates between the app and stage 3 are in the chain too (an ad-hoc "updater" lookalike).
+        intermediates = candidate.path[1:-1] if candidate.app_node is not None else []
+        unsigned = [n for n in (*intermediates, *tree) if _is_unsigned(n)]
         if unsigned:
             critical.append(f"unsigned or ad-hoc signed process {unsigned[0].name} in the chain")
         if any(e.hostname is None and e.destination_class == "external" for e in egress):
@@ -491,7 +583,8 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
     tree_nodes = _tree(candidate, tree, policy)
     files = sorted({f.path for f in state.files
                     if any(f.process is not None and f.process.pid == n.pid and f.time_ns >= n.start_ns
-                           for n in tree)} | ({picked_file[0].path} if picked_file else set()))
+                           for n in tree)} | ({picked_file[0].path} if picked_file else set())
+                   | ({_bundle_root(candidate.extracted.path)} if candidate.extracted else set()))
     app_key = f"{candidate.app.name}/{candidate.app_pid if candidate.app_pid is not None else '?'}"
     stages.sort(key=lambda s: int(s.stage))
     timeline = _timeline(stages, tree, egress, gatekeeper, state, candidate)
@@ -508,7 +601,7 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
 
 
 def _related_path(path: str, candidate: _Candidate) -> bool:
-    bundle = _bundle_of(candidate.stage3.executable)
+    bundle = _bundle_of(_launched(candidate.stage3))
     targets = [p for p in (bundle, candidate.download.path if candidate.download else None) if p]
     return any(path == t or path.startswith(t + "/") or t.startswith(path + "/") for t in targets)
 
@@ -516,7 +609,8 @@ def _related_path(path: str, candidate: _Candidate) -> bool:
 def _quarantine_context(candidate: _Candidate, state: HostState, policy: Policy,
                         picked_file: tuple[FileWrite, str, Strength] | None,
                         ) -> tuple[list[Gatekeeper], list[str], Strength | None]:
-    paths = {p for p in (picked_file[0].path if picked_file else None, _bundle_of(candidate.stage3.executable)) if p}
+    paths = {p for p in (picked_file[0].path if picked_file else None, _bundle_of(_launched(candidate.stage3)),
+                         _bundle_root(candidate.extracted.path) if candidate.extracted else None) if p}
     names = {_basename(p) for p in paths}
     quarantine: list[str] = []
     agent_matches = False
@@ -549,8 +643,9 @@ def _quarantine_context(candidate: _Candidate, state: HostState, policy: Policy,
     return gatekeeper, quarantine, strength
 
 
-def _gk_text(event: Gatekeeper) -> str:
-    parts = [f"{iso_ns(event.time_ns)} Gatekeeper {event.action.value}"]
+def _gk_text(event: Gatekeeper, with_time: bool = True) -> str:
+    parts = [f"{iso_ns(event.time_ns)} Gatekeeper {event.action.value}" if with_time
+             else f"Gatekeeper {event.action.value}"]
     if event.path:
         parts.append(f"path={event.path}")
     if event.result:
@@ -585,6 +680,12 @@ def _timeline(stages: list[StageEvidence], tree: list[ProcNode], egress: list[Eg
               gatekeeper: list[Gatekeeper], state: HostState, candidate: _Candidate) -> list[TimelineEntry]:
     entries = [TimelineEntry(s.time_ns, s.stage, s.summary, s.source, s.raw) for s in stages]
     stage3_raw = str(candidate.stage3.raw)
+    if candidate.extracted is not None:
+        extracted = candidate.extracted
+        who = extracted.process.display_name if extracted.process else "archiver"
+        entries.append(TimelineEntry(extracted.time_ns, None,
+                                     f"{who} extracted {_bundle_root(extracted.path)}", extracted.source,
+                                     str(extracted.raw)))
     for node in tree:
         if str(node.raw) != stage3_raw:
             entries.append(TimelineEntry(node.start_ns, None, f"{node.via} {node.name}: {node.cmdline[:200]}",
@@ -596,7 +697,8 @@ def _timeline(stages: list[StageEvidence], tree: list[ProcNode], egress: list[Eg
                                          f"{item.hostname or item.dst_ip}:{item.dst_port} ({item.attribution})",
                                          item.source, item.raw))
     for event in gatekeeper:
-        entries.append(TimelineEntry(event.time_ns, None, _gk_text(event), event.source, str(event.raw)))
+        entries.append(TimelineEntry(event.time_ns, None, _gk_text(event, with_time=False), event.source,
+                                     str(event.raw)))
     entries.sort(key=lambda e: (e.time_ns, int(e.stage) if e.stage else 9, e.raw))
     return entries[:_MAX_TIMELINE]
 

@@ -5,15 +5,23 @@ no wall clock in any decision (event time decides; the injected ``clock`` only s
 
 Findings are keyed by their deterministic id. A host is re-assembled when its state changed and either enough
 event time has passed or the caller asks (:meth:`Engine.flush`); before the window evicts anything, the host is
-assembled first, so evidence is never dropped unread. A later assembly of the same chain replaces the earlier
-finding unless it knows fewer stages (evidence that has aged out never downgrades a finding).
+assembled first, so evidence is never dropped unread.
+
+While all of a chain's evidence is still in the state, the latest assembly is the truth: it replaces the earlier
+finding even with fewer stages, and an earlier finding it no longer produces is withdrawn. Both happen when
+evidence arrives out of order: before a shell's exec arrives, its curl child looks like the app's direct child (a
+chain of its own), and a late egress can push stage 1 out of the window. That is what makes findings independent
+of arrival order. Once evidence has aged out of the state, an assembly knows less, so it never downgrades or
+withdraws such a finding.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from chainwatch.engine.chain import assemble
 from chainwatch.engine.hoststate import HostState, admit
@@ -32,6 +40,7 @@ class EngineStats:
     admitted: int = 0
     assemblies: int = 0
     findings_changed: int = 0
+    findings_withdrawn: int = 0
     evictions: int = 0
     hosts: set[str] = field(default_factory=set)
 
@@ -110,13 +119,17 @@ class Engine:
 
     def _assemble(self, state: HostState) -> None:
         self.stats.assemblies += 1
-        for finding in assemble(state, self.policy):
-            previous = self.findings.get(finding.finding_id)
-            if previous is not None and (len(finding.stages) < len(previous.stages) or finding == previous):
-                continue
+        changed, withdrawn = reconcile(state, assemble(state, self.policy))
+        for finding, _revision, _digest in changed:
             self.findings[finding.finding_id] = finding
             self._changed[finding.finding_id] = finding
             self.stats.findings_changed += 1
+        for finding_id in withdrawn:
+            # Superseded: with the evidence that arrived since, this chain does not exist (it was built from
+            # partial lineage). A finding already returned by flush() stays returned.
+            self.findings.pop(finding_id, None)
+            self._changed.pop(finding_id, None)
+            self.stats.findings_withdrawn += 1
 
     def flush(self) -> list[Finding]:
         """Assemble every host with new evidence; return findings created or changed since the last flush."""
@@ -133,3 +146,78 @@ class Engine:
     def all_findings(self) -> list[Finding]:
         """Every finding so far, sorted by first-seen time then id."""
         return sorted(self.findings.values(), key=lambda f: (f.first_seen_ns, f.finding_id))
+
+
+def finding_digest(finding: Finding) -> str:
+    """A stable digest of a finding's content (its repr is deterministic; ``hash()`` is salted per process)."""
+    return hashlib.sha256(repr(finding).encode()).hexdigest()[:24]
+
+
+def _complete(record: list[Any], state: HostState) -> bool:
+    """Whether everything a recorded finding was built from is still in ``state`` (nothing of it evicted)."""
+    return bool(record[3] >= state.horizon_ns and record[4] in state.processes.nodes)
+
+
+def reconcile(state: HostState, findings: list[Finding]) -> tuple[list[tuple[Finding, int, str]], list[str]]:
+    """Compare a fresh assembly with the findings recorded in ``state`` and update the record.
+
+    Returns the findings that are new or changed, each with its revision and digest, and the ids of findings
+    withdrawn. While all of a finding's evidence is still held, the latest assembly wins (later evidence may show
+    a chain was built from partial lineage, or that stage 1 is outside the window); once evidence has aged out, a
+    finding is never downgraded by what is left.
+    """
+    records = state.finding_digests
+    produced: set[str] = set()
+    changed: list[tuple[Finding, int, str]] = []
+    for finding in findings:
+        produced.add(finding.finding_id)
+        digest = finding_digest(finding)
+        previous = records.get(finding.finding_id)
+        revision = 1
+        if previous is not None:
+            if previous[1] == digest:
+                continue
+            if len(finding.stages) < previous[2] and not _complete(previous, state):
+                continue
+            revision = int(previous[0]) + 1
+        records[finding.finding_id] = [revision, digest, len(finding.stages), finding.first_seen_ns,
+                                       finding.stage3_key]
+        changed.append((finding, revision, digest))
+    withdrawn = []
+    for finding_id in sorted(set(records) - produced):
+        if _complete(records[finding_id], state):
+            del records[finding_id]
+            withdrawn.append(finding_id)
+    return changed, withdrawn
+
+
+@dataclass
+class HostResult:
+    """What one batch of events did to one host's state."""
+
+    admitted: int
+    changed: list[tuple[Finding, int, str]]
+    withdrawn: list[str]
+
+
+def correlate_host(state: HostState, events: Iterable[AnyEvent], policy: Policy) -> HostResult:
+    """Admit a batch of one host's events, assemble once, reconcile findings and let the window pass.
+
+    The pipeline's unit of work: pure, so a conflicting write can simply re-run it on freshly read state.
+    """
+    admitted = 0
+    for event in events:
+        if admit(state, policy, event):
+            admitted += 1
+    if not admitted:
+        return HostResult(0, [], [])
+    changed, withdrawn = reconcile(state, assemble(state, policy))
+    horizon = state.watermark_ns - 2 * policy.window_ns
+    if horizon > 0:
+        state.evict_before(horizon)
+    return HostResult(admitted, changed, withdrawn)
+
+
+def would_admit(policy: Policy, event: AnyEvent) -> bool:
+    """Whether ``event`` could matter to a chain (a local decision, so it needs no stored state)."""
+    return admit(HostState(event.host), policy, event)

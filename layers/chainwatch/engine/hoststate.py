@@ -16,6 +16,7 @@ Everything is dropped once the window has passed (:meth:`HostState.evict_before`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from chainwatch.engine.lineage import ProcessTable
 from chainwatch.events import (
@@ -52,12 +53,19 @@ class HostState:
     watermark_ns: int = 0
     seen: set[tuple[str, str]] = field(default_factory=set)
     version: int = 0
+    #: Evidence before this time has been evicted (0: nothing evicted yet). Tells the engine whether a chain that
+    #: a new assembly no longer produces was superseded by later evidence or merely aged out.
+    horizon_ns: int = 0
+    #: The findings this host's state has produced: id -> [revision, digest, stages, first seen ns, stage-3 key].
+    #: Kept with the state so that a re-assembly anywhere (another Lambda invocation) knows what is new.
+    finding_digests: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return (len(self.processes.nodes) + len(self.apps) + len(self.files) + len(self.xattrs)
                 + len(self.gatekeeper) + len(self.network))
 
     def evict_before(self, horizon_ns: int) -> None:
+        self.horizon_ns = max(self.horizon_ns, horizon_ns)
         self.processes.evict_before(horizon_ns)
         self.apps = [e for e in self.apps if e.time_ns >= horizon_ns]
         self.files = [e for e in self.files if e.time_ns >= horizon_ns]
@@ -65,6 +73,11 @@ class HostState:
         self.gatekeeper = [e for e in self.gatekeeper if e.time_ns >= horizon_ns]
         self.network = [e for e in self.network if e.time_ns >= horizon_ns]
         self.seen = {s for s in self.seen if int(s[1]) >= horizon_ns}
+        # A finding record can go once its chain can no longer be assembled at all (its stage-3 process is gone):
+        # until then it must stay, or a partial re-assembly would look like a new chain.
+        nodes = self.processes.nodes
+        self.finding_digests = {k: v for k, v in self.finding_digests.items()
+                                if v[3] >= horizon_ns or v[4] in nodes}
 
 
 def _classify(policy: Policy, ref: ProcessRef | None) -> Classification | None:

@@ -26,6 +26,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
             "d": 86_400_000_000_000}
 _LINE = "__line__"
+_KEY_LINES = "__key_lines__"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -262,12 +263,15 @@ def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that records each mapping's line number under ``__line__``."""
+    """A safe loader that records each mapping's line under ``__line__`` and each key's under ``__key_lines__``."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
     mapping: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
     mapping[_LINE] = node.start_mark.line + 1
+    # The key's own line: a bad `window:` is reported where it is, not where the enclosing mapping starts.
+    mapping[_KEY_LINES] = {str(key.value): key.start_mark.line + 1 for key, _ in node.value
+                           if isinstance(key, yaml.ScalarNode)}
     return mapping
 
 
@@ -282,19 +286,23 @@ class _Reader:
             raise PolicyError(f"{where} must be a mapping", path=path)
         self.data, self.path, self.where = data, path, where
         self.line: int | None = data.get(_LINE)
+        self.key_lines: dict[str, int] = data.get(_KEY_LINES, {})
 
-    def fail(self, reason: str) -> PolicyError:
-        return PolicyError(f"{self.where}: {reason}", path=self.path, line=self.line)
+    def fail(self, reason: str, key: str | None = None) -> PolicyError:
+        """An error at ``key``'s line when the file has it, else at the mapping's line."""
+        line = self.key_lines.get(key, self.line) if key is not None else self.line
+        return PolicyError(f"{self.where}: {reason}", path=self.path, line=line)
 
     def check_keys(self, allowed: set[str]) -> None:
-        unknown = set(self.data) - allowed - {_LINE}
+        unknown = set(self.data) - allowed - {_LINE, _KEY_LINES}
         if unknown:
-            raise self.fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            first = min(unknown, key=lambda k: (self.key_lines.get(k, 0), k))
+            raise self.fail(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}", first)
 
     def text(self, key: str, default: str | None = None) -> str:
         value = self.data.get(key, default)
         if not isinstance(value, str) or not value:
-            raise self.fail(f"'{key}' must be a non-empty string")
+            raise self.fail(f"'{key}' must be a non-empty string", key)
         return value
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -304,20 +312,20 @@ class _Reader:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.fail(f"'{key}' must be a list of non-empty strings")
+            raise self.fail(f"'{key}' must be a list of non-empty strings", key)
         return tuple(value)
 
     def items(self, key: str) -> list[_Reader]:
         value = self.data.get(key, [])
         if not isinstance(value, list):
-            raise self.fail(f"'{key}' must be a list")
+            raise self.fail(f"'{key}' must be a list", key)
         return [_Reader(item, self.path, f"{key}[{i}]") for i, item in enumerate(value)]
 
     def duration(self, key: str, default: str) -> int:
         try:
             return parse_duration_ns(self.data.get(key, default))
         except ValueError as exc:
-            raise self.fail(f"'{key}': {exc}") from exc
+            raise self.fail(f"'{key}': {exc}", key) from exc
 
     def networks(self, key: str) -> tuple[Network, ...]:
         nets = []
@@ -325,7 +333,7 @@ class _Reader:
             try:
                 nets.append(ipaddress.ip_network(text, strict=False))
             except ValueError as exc:
-                raise self.fail(f"'{key}': {exc}") from exc
+                raise self.fail(f"'{key}': {exc}", key) from exc
         return tuple(nets)
 
 
@@ -405,16 +413,16 @@ def load_policy(path: str | Path | None = None, *, window: str | None = None) ->
                          "paths", "cmdline", "hostnames", "destinations"})
         rule_id = item.text("id")
         if rule_id in seen:
-            raise item.fail(f"duplicate allowlist id {rule_id!r}")
+            raise item.fail(f"duplicate allowlist id {rule_id!r}", "id")
         seen.add(rule_id)
         applies_to = item.text("applies_to", "child")
         if applies_to not in _APPLIES_TO:
-            raise item.fail(f"'applies_to' must be one of {sorted(_APPLIES_TO)}")
+            raise item.fail(f"'applies_to' must be one of {sorted(_APPLIES_TO)}", "applies_to")
         cmdline = item.data.get("cmdline")
         try:
             compiled = re.compile(cmdline) if cmdline else None
         except re.error as exc:
-            raise item.fail(f"'cmdline' is not a valid regex: {exc}") from exc
+            raise item.fail(f"'cmdline' is not a valid regex: {exc}", "cmdline") from exc
         rule = AllowRule(
             id=rule_id, description=item.text("description", rule_id), applies_to=applies_to,
             team_ids=frozenset(item.strings("team_ids")), signing_ids=GlobSet(item.strings("signing_ids")),

@@ -121,8 +121,14 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
     line_no = 0
     for raw in iterator:
         line_no += 1
-        if raw.strip():
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        if stripped[:1] in (b"{", b"["):
             break
+        # A text line before the data (``log stream`` prints "Filtering the log data using ..." first): set it
+        # aside and keep looking for the first record, so the file stays on the fast JSON-lines path.
+        yield Rejection(RawRef(origin, line_no), "not a JSON record (text line)", excerpt=excerpt(raw))
     else:
         return
     try:

@@ -2,7 +2,7 @@
 
 The five ``elastic_macos_attack_dataset`` files are real Elastic Endpoint 7.10.1 documents (see
 ``shared/fixtures/README.md`` section 3). They hold no network, configuration or code-signature data, so
-``events/ecs/network_connection_attempted.ndjson`` holds crafted documents built from the field inventory of
+``events/mac-01/elastic-network.ndjson`` holds crafted documents built from the field inventory of
 ``elastic/endpoint-package`` ``custom_documentation/doc/endpoint/network/macos/*.md`` (host ``mac-01``:
 osascript and curl ``connection_attempted``, and a curl ``disconnect_received``); their entity ids follow the
 real ``<agent.id>-<pid>-<seconds since 1601>.<ns>`` encoding, and ``process.parent.entity_id`` follows the
@@ -41,7 +41,7 @@ from chainwatch.sources.reader import Record, Rejection, read_path
 REPO = Path(__file__).parents[3]
 FIXTURES = REPO / ".." / "shared" / "fixtures"
 DATASET = FIXTURES / "elastic_macos_attack_dataset"
-NETWORK_FILE = REPO / "events" / "ecs" / "network_connection_attempted.ndjson"
+NETWORK_FILE = REPO / "events" / "mac-01" / "elastic-network.ndjson"
 REF = RawRef("test", line=1)
 
 AGENT = "c2d9ce9a-fdef-a405-125c-171a91d0e54a"
@@ -267,7 +267,7 @@ def test_map_network_file_two_connections_and_disconnect_skipped() -> None:
     assert [type(e) for e in events] == [NetworkConnection, NetworkConnection]
     osa, curl = events
     assert osa.host == curl.host == "mac-01"
-    assert osa.time_ns == 1_741_098_127_412_398_127  # nanoseconds kept
+    assert osa.time_ns == 1_772_443_038_207_311_416  # nanoseconds kept
     assert (osa.dst_ip, osa.dst_port, osa.protocol, osa.hostname) == ("185.199.108.133", 443, "tcp", None)
     assert osa.direction is Direction.OUTBOUND  # no network.direction: connection_attempted is outbound
     assert (osa.src_ip, osa.src_port) == ("192.168.1.23", 51544)
@@ -279,12 +279,12 @@ def test_map_network_actor_parent_resolved_past_pre_exec_image() -> None:
     osa_doc, curl_doc, _ = _network_docs()
     osa = _map(osa_doc)[0]
     curl = _map(curl_doc)[0]
-    assert osa.process.pid == 7311
+    assert osa.process.pid == 1382
     assert osa.process.entity_id == "ecs:" + osa_doc["process"]["entity_id"]
-    word = osa_doc["process"]["Ext"]["ancestry"][1]
-    assert (osa.process.ppid, osa.process.parent_entity_id) == (6502, "ecs:" + word)
+    bash = osa_doc["process"]["Ext"]["ancestry"][1]
+    assert (osa.process.ppid, osa.process.parent_entity_id) == (1380, "ecs:" + bash)
     sh = curl_doc["process"]["Ext"]["ancestry"][1]
-    assert (curl.process.pid, curl.process.ppid, curl.process.parent_entity_id) == (7402, 7398, "ecs:" + sh)
+    assert (curl.process.pid, curl.process.ppid, curl.process.parent_entity_id) == (1381, 1380, "ecs:" + sh)
     signature = curl.process.signature
     assert signature is not None
     assert (signature.signing_id, signature.team_id, signature.signed, signature.trusted) == (
@@ -449,7 +449,7 @@ def _file_doc(action: str, path: str = "/Users/alice/Downloads/Invoice.app") -> 
                          "type": ["change"]})
     doc["message"] = "Endpoint file event"
     doc["file"] = {"path": path, "name": path.rsplit("/", 1)[-1]}
-    doc["process"]["parent"] = {"pid": 7398}
+    doc["process"]["parent"] = {"pid": 1380}
     return doc
 
 
@@ -459,7 +459,7 @@ def test_map_extended_attributes_delete_unknown_name_without_evidence() -> None:
     assert (event.action, event.name) == (XattrAction.DELETE, "unknown")
     assert event.path == "/Users/alice/Downloads/Invoice.app"
     assert event.quarantine is None
-    assert (event.process.pid, event.process.ppid) == (7402, 7398)
+    assert (event.process.pid, event.process.ppid) == (1381, 1380)
 
 
 def test_map_extended_attributes_delete_name_from_attributes_or_message() -> None:
@@ -502,7 +502,7 @@ def test_map_gatekeeper_override_configuration_event() -> None:
     assert (event.path, event.sha256) == ("/Users/alice/Downloads/Invoice.app", "ab" * 32)
     assert (event.signing_id, event.team_id) == ("com.invoice.viewer", "Q7ABCD1234")
     assert event.host == "mac-01"
-    assert event.process is not None and event.process.pid == 7402
+    assert event.process is not None and event.process.pid == 1381
 
 
 # --- broken and hostile input -------------------------------------------------------------------------------

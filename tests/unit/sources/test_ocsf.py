@@ -1,4 +1,4 @@
-"""Tests for the OCSF source, built from the OCSF 1.1 sample ``events/ocsf/mac-02_chain.ocsf.json``.
+"""Tests for the OCSF source, built from the OCSF 1.1 sample ``events/mac-02/ocsf.json``.
 
 The sample holds, in time order: 0 launch of Microsoft Word by launchd, 1 launch of mdworker_shared (no
 process uid), 2 Word creates ~/Library/Caches/x.sh, 3 Word spawns zsh running it, 4 the zsh fork execs curl
@@ -33,7 +33,7 @@ from chainwatch.sources import Normalizer, detect_format, ocsf
 from chainwatch.sources.reader import Record, read_path
 
 REPO = Path(__file__).parents[3]
-SAMPLE = REPO / "events" / "ocsf" / "mac-02_chain.ocsf.json"
+SAMPLE = REPO / "events" / "mac-02" / "ocsf.json"
 ESLOGGER = Path(__file__).parent / "data" / "eslogger_mullvad.jsonl"
 ECS_DIR = REPO / ".." / "shared" / "fixtures" / "elastic_macos_attack_dataset"
 REF = RawRef("test", 1)

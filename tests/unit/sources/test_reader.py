@@ -79,3 +79,9 @@ def test_reader_folder_walk_reads_data_files_only(tmp_path: Path) -> None:
 def test_reader_missing_file_is_a_rejection(tmp_path: Path) -> None:
     items = list(read_path(tmp_path / "nope.json"))
     assert len(items) == 1 and isinstance(items[0], Rejection) and "cannot open" in items[0].reason
+
+
+def test_reader_leading_text_line_is_rejected_and_json_lines_still_read() -> None:
+    items = _items(b"Filtering the log data using \"process == 'syspolicyd'\"\n{\"a\": 1}\n{\"a\": 2}\n")
+    assert isinstance(items[0], Rejection) and items[0].ref.line == 1
+    assert [i.data for i in items[1:]] == [{"a": 1}, {"a": 2}]

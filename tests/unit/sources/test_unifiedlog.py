@@ -1,5 +1,5 @@
 """Golden tests for the unified-log source: real record shape (macos-telemetry.md 3.1), real message strings
-(3.2), near misses, the pattern-file validation and the events/unifiedlog/mac-01.ndjson sample."""
+(3.2), near misses, the pattern-file validation and the events/mac-01/unifiedlog.ndjson sample."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from chainwatch.sources import Normalizer, detect_format, unifiedlog
 from chainwatch.sources.reader import read_bytes, read_path
 
 REPO = Path(__file__).parents[3]
-SAMPLE = REPO / "events" / "unifiedlog" / "mac-01.ndjson"
+SAMPLE = REPO / "events" / "mac-01" / "unifiedlog.ndjson"
 FIXTURES = REPO / ".." / "shared" / "fixtures"
 REF = RawRef("test", 1)
 

@@ -1,0 +1,219 @@
+"""Host state to compact bytes and back (for the DynamoDB store), with a size guard under the 400 KB item limit.
+
+The encoding is JSON (orjson) compressed with zlib. Events are encoded field by field with a type tag, so decoding
+rebuilds the same frozen values the engine produced; nothing but these known types is ever instantiated.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import fields
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from chainwatch.engine.hoststate import HostState
+from chainwatch.engine.lineage import ProcessTable, ProcNode
+from chainwatch.errors import ChainwatchError
+from chainwatch.events import (
+    AppAction,
+    AppActivity,
+    CodeSignature,
+    Direction,
+    FileAction,
+    FileWrite,
+    Gatekeeper,
+    GatekeeperAction,
+    NetworkConnection,
+    ProcessExec,
+    ProcessExit,
+    ProcessFork,
+    ProcessRef,
+    Quarantine,
+    RawRef,
+    SourceFormat,
+    XattrAction,
+    XattrChange,
+)
+from chainwatch.policy import Classification, Role
+
+FORMAT_VERSION = 1
+#: Compressed state above this many bytes is trimmed (DynamoDB items are limited to 400 KB with attributes).
+MAX_STATE_BYTES = 300_000
+
+_EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
+    AppActivity, ProcessFork, ProcessExec, ProcessExit, FileWrite, XattrChange, Gatekeeper, NetworkConnection)}
+_NESTED: dict[str, type] = {"process": ProcessRef, "target": ProcessRef, "child": ProcessRef,
+                            "signature": CodeSignature, "quarantine": Quarantine, "raw": RawRef}
+_ACTIONS: dict[type, type[Enum]] = {AppActivity: AppAction, FileWrite: FileAction, XattrChange: XattrAction,
+                                    Gatekeeper: GatekeeperAction}
+
+
+class StateDecodeError(ChainwatchError):
+    """Stored state could not be decoded (written by an incompatible version, or corrupted)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)
+                if getattr(value, f.name) is not None and getattr(value, f.name) != ()}
+    return value
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data or not f.init:
+            continue
+        value = data[f.name]
+        nested = _NESTED.get(f.name)
+        if nested is not None and isinstance(value, dict):
+            value = _build(nested, value)
+        elif f.name == "args" and isinstance(value, list):
+            value = tuple(value)
+        elif f.name == "source":
+            value = SourceFormat(value)
+        elif f.name == "direction":
+            value = Direction(value)
+        elif f.name == "action":
+            value = _ACTIONS[cls](value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def encode_event(event: Any) -> dict[str, Any]:
+    out = _plain(event)
+    out["_t"] = type(event).__name__
+    return out  # type: ignore[no-any-return]
+
+
+def decode_event(data: dict[str, Any]) -> Any:
+    cls = _EVENT_TYPES.get(data.get("_t", ""))
+    if cls is None:
+        raise StateDecodeError(f"unknown event type {data.get('_t')!r} in stored state")
+    return _build(cls, data)
+
+
+def _encode_node(node: ProcNode) -> dict[str, Any]:
+    out = {f: _plain(getattr(node, f)) for f in ProcNode.__dataclass_fields__ if getattr(node, f) is not None}
+    if node.role is not None:
+        out["role"] = [node.role.role.value, node.role.name, node.role.technique]
+    return out
+
+
+def _decode_node(data: dict[str, Any]) -> ProcNode:
+    role = data.get("role")
+    values: dict[str, Any] = {}
+    for name in ProcNode.__dataclass_fields__:
+        values[name] = data.get(name)
+    values["args"] = tuple(values["args"] or ())
+    values["signature"] = _build(CodeSignature, data["signature"]) if data.get("signature") else None
+    values["raw"] = _build(RawRef, data["raw"])
+    values["source"] = SourceFormat(data["source"])
+    values["role"] = Classification(Role(role[0]), role[1], role[2]) if role else None
+    values["synthetic"] = bool(data.get("synthetic", False))
+    return ProcNode(**values)
+
+
+def encode_state(state: HostState) -> dict[str, Any]:
+    table = state.processes
+    return {
+        "v": FORMAT_VERSION,
+        "host": state.host,
+        "nodes": [_encode_node(n) for n in table.nodes.values()],
+        "exits": table.exits,
+        "pid_exits": {str(pid): stamps for pid, stamps in table.pid_exits.items()},
+        "apps": [encode_event(e) for e in state.apps],
+        "files": [encode_event(e) for e in state.files],
+        "xattrs": [encode_event(e) for e in state.xattrs],
+        "gatekeeper": [encode_event(e) for e in state.gatekeeper],
+        "network": [encode_event(e) for e in state.network],
+        "watermark": state.watermark_ns,
+        "seen": [list(s) for s in state.seen],
+        "version": state.version,
+        "findings": state.finding_digests,
+        "horizon": state.horizon_ns,
+    }
+
+
+def decode_state(data: dict[str, Any]) -> HostState:
+    if data.get("v") != FORMAT_VERSION:
+        raise StateDecodeError(f"stored state format {data.get('v')!r} is not {FORMAT_VERSION}")
+    table = ProcessTable()
+    for raw_node in data.get("nodes", []):
+        node = _decode_node(raw_node)
+        table.nodes[node.key] = node
+        table.by_pid.setdefault(node.pid, []).append((node.start_ns, node.key))
+    for entries in table.by_pid.values():
+        entries.sort()
+    table.exits = {str(k): int(v) for k, v in data.get("exits", {}).items()}
+    table.pid_exits = {int(k): sorted(v) for k, v in data.get("pid_exits", {}).items()}
+    state = HostState(host=data["host"], processes=table)
+    state.apps = [decode_event(e) for e in data.get("apps", [])]
+    state.files = [decode_event(e) for e in data.get("files", [])]
+    state.xattrs = [decode_event(e) for e in data.get("xattrs", [])]
+    state.gatekeeper = [decode_event(e) for e in data.get("gatekeeper", [])]
+    state.network = [decode_event(e) for e in data.get("network", [])]
+    state.watermark_ns = int(data.get("watermark", 0))
+    state.seen = {(str(a), str(b)) for a, b in data.get("seen", [])}
+    state.version = int(data.get("version", 0))
+    state.finding_digests = {str(k): list(v) for k, v in data.get("findings", {}).items()}
+    state.horizon_ns = int(data.get("horizon", 0))
+    return state
+
+
+def dumps_state(state: HostState, max_bytes: int = MAX_STATE_BYTES) -> tuple[bytes, int]:
+    """Compressed state bytes, trimmed to ``max_bytes``; also returns how many entries were trimmed.
+
+    Trimming drops the oldest evidence first (it is the closest to leaving the window anyway) and is counted so
+    the caller can report it; a host that needs trimming is producing far more relevant events than a window of
+    AN1316 evidence should hold.
+    """
+    trimmed = 0
+    while True:
+        blob = zlib.compress(orjson.dumps(encode_state(state)), 6)
+        if len(blob) <= max_bytes:
+            return blob, trimmed
+        trimmed += _trim_oldest(state)
+
+
+def loads_state(blob: bytes) -> HostState:
+    try:
+        data = orjson.loads(zlib.decompress(blob))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise StateDecodeError(f"stored state is not readable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StateDecodeError("stored state is not an object")
+    try:
+        return decode_state(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise StateDecodeError(f"stored state does not decode: {exc}") from exc
+
+
+def _trim_oldest(state: HostState) -> int:
+    """Drop the oldest quarter of the largest evidence list. Returns how many entries went."""
+    lists: dict[str, list[Any]] = {"network": state.network, "files": state.files, "gatekeeper": state.gatekeeper,
+                                   "apps": state.apps, "xattrs": state.xattrs}
+    name, items = max(lists.items(), key=lambda kv: len(kv[1]))
+    nodes = state.processes.nodes
+    if len(nodes) > len(items):
+        oldest = sorted(nodes.values(), key=lambda n: n.start_ns)[: max(1, len(nodes) // 4)]
+        horizon = oldest[-1].start_ns + 1
+        before = len(nodes)
+        state.processes.evict_before(horizon)
+        state.horizon_ns = max(state.horizon_ns, horizon)
+        return before - len(nodes)
+    if not items:
+        state.seen = set(sorted(state.seen, key=lambda s: int(s[1]))[len(state.seen) // 2:])
+        return 1
+    items.sort(key=lambda e: e.time_ns)
+    cut = max(1, len(items) // 4)
+    state.horizon_ns = max(state.horizon_ns, items[cut - 1].time_ns + 1)
+    del items[:cut]
+    setattr(state, name, items)
+    return cut
