@@ -82,6 +82,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return run_detect(args, normalizer, iter_events, stack)
 
 
+def cmd_local(args: argparse.Namespace) -> int:
+    from chainwatch.local import run_local
+
+    root = Path(args.root).resolve()
+    if not (root / "template.yaml").is_file():
+        print(f"chainwatch: error: {root} has no template.yaml (run from the repository or pass --root)",
+              file=sys.stderr)
+        return 2
+    out_dir = Path(args.out_dir)
+    sinks = [{"kind": "file", "name": "local-file", "path": str(out_dir / "findings.jsonl")}]
+    result = run_local(root, [Path(p) for p in args.paths] or [root / "events"], sinks=sinks,
+                       batch_size=args.batch_size)
+    for finding in result.findings:
+        story = finding.get("unmapped", {}).get("chainwatch", {}).get("story", finding.get("message", ""))
+        if finding.get("is_alert") or args.all:
+            print(story + "\n")
+    alerts = sum(1 for f in result.findings if f.get("is_alert"))
+    hops = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result.hops.items())
+    print(f"local pipeline: {result.records_put} records put on Kinesis; correlate invoked "
+          f"{result.correlate_invocations}x, dispatch {result.dispatch_invocations}x; findings: "
+          f"{len(result.findings)} ({alerts} alerts); delivered to {out_dir / 'findings.jsonl'}; {hops}",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainwatch", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--story", action="store_true", help="print each finding's story on stderr")
     detect.add_argument("--no-progress", action="store_true", help="no progress bar")
     detect.set_defaults(func=cmd_detect)
+
+    local = sub.add_parser("local", help="run the serverless pipeline on an embedded moto server (no AWS account)")
+    local.add_argument("paths", nargs="*", metavar="PATH", help="telemetry to put on the stream (default: events/)")
+    local.add_argument("--root", default=".", help="repository root holding template.yaml and functions/")
+    local.add_argument("--out-dir", default="out/local", help="where the local sinks write")
+    local.add_argument("--batch-size", type=int, default=100, help="Kinesis records per correlate invocation")
+    local.add_argument("--all", action="store_true", help="also print non-alert findings")
+    local.set_defaults(func=cmd_local)
     return parser
 
 

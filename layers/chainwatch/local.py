@@ -1,0 +1,269 @@
+"""The embedded local run: the real handlers, the real event shapes, AWS emulated by moto on loopback.
+
+``chainwatch local`` starts moto's ThreadedMotoServer on 127.0.0.1, creates the resources ``template.yaml``
+declares (table key schemas, TTL and streams read from the template, not written twice), puts the sample telemetry
+onto the Kinesis stream (partition key = host), reads it back with GetRecords and hands the correlate handler the
+Lambda Kinesis event, then reads the findings outbox's DynamoDB stream and hands the dispatch handler the Lambda
+DynamoDB-stream event. Findings are delivered to local sinks and each finding's story is printed. Everything is
+stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import orjson
+
+from chainwatch.errors import ConfigError
+from chainwatch.sources.reader import Record, iter_files, read_path
+from chainwatch.templating import load_template, table_definitions
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"aws_access_key_id": "chainwatch-local", "aws_secret_access_key": "chainwatch-local"}
+
+
+def create_resources(template_path: Path, session: boto3.session.Session, endpoint: str | None,
+                     prefix: str = "chainwatch-local") -> dict[str, str]:
+    """Create the template's tables, queues and stream; returns logical id -> physical name, URL or ARN."""
+    template = load_template(template_path)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    names: dict[str, str] = {}
+    for logical_id, spec in table_definitions(template).items():
+        name = f"{prefix}-{logical_id}"
+        dynamodb.create_table(TableName=name, **spec["create"])
+        dynamodb.get_waiter("table_exists").wait(TableName=name)
+        if spec["ttl_attribute"]:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": spec["ttl_attribute"]})
+        names[logical_id] = name
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    kinesis = session.client("kinesis", endpoint_url=endpoint)
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            names[logical_id] = sqs.create_queue(QueueName=f"{prefix}-{logical_id}")["QueueUrl"]
+        elif resource["Type"] == "AWS::Kinesis::Stream":
+            shards = resource.get("Properties", {}).get("ShardCount")
+            count = int(shards) if isinstance(shards, int | str) and str(shards).isdigit() else 2
+            stream = f"{prefix}-{logical_id}"
+            kinesis.create_stream(StreamName=stream, ShardCount=count)
+            kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+            names[logical_id] = stream
+    return names
+
+
+def load_handler(name: str, root: Path) -> ModuleType:
+    """Import ``functions/<name>/app.py`` fresh (its settings are read on first use, from the environment)."""
+    path = root / "functions" / name / "app.py"
+    if not path.is_file():
+        raise ConfigError(f"handler {path} not found")
+    spec = importlib.util.spec_from_file_location(f"chainwatch_fn_{name}_{time.monotonic_ns()}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of a Lambda context the handlers and Powertools read."""
+
+    function_name: str
+    budget_s: float = 120.0
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = "local"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(max(0.0, self.budget_s - (time.monotonic() - self.started)) * 1000)
+
+
+def kinesis_event(records: list[dict[str, Any]], shard_id: str, stream_arn: str) -> dict[str, Any]:
+    """GetRecords output as the Lambda Kinesis event Lambda would deliver."""
+    return {"Records": [{
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r["PartitionKey"],
+                    "sequenceNumber": r["SequenceNumber"], "data": base64.b64encode(r["Data"]).decode(),
+                    "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp()},
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"{shard_id}:{r['SequenceNumber']}",
+        "eventName": "aws:kinesis:record", "awsRegion": REGION, "eventSourceARN": stream_arn,
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/local"} for r in records]}
+
+
+def dynamodb_stream_event(records: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """DynamoDB Streams GetRecords output as the Lambda event Lambda would deliver."""
+    out = []
+    for record in records:
+        item = dict(record)
+        item["eventSourceARN"] = stream_arn
+        dynamodb = dict(item["dynamodb"])
+        created = dynamodb.get("ApproximateCreationDateTime")
+        if created is not None and hasattr(created, "timestamp"):
+            dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+        item["dynamodb"] = dynamodb
+        out.append(item)
+    return {"Records": out}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's ThreadedMotoServer on a free loopback port; yields its endpoint URL and always stops it."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class LocalRunResult:
+    records_put: int = 0
+    correlate_invocations: int = 0
+    dispatch_invocations: int = 0
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    hops: dict[str, float] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+
+
+def telemetry_records(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
+    """(partition key, data) for every record of the sample files: the raw record, keyed by host."""
+    for file in iter_files(paths):
+        host = file.resolve().parent.name
+        for item in read_path(file):
+            if isinstance(item, Record):
+                doc = item.data
+                own = doc.get("host") if isinstance(doc, dict) else None
+                key = own.get("name") if isinstance(own, dict) and own.get("name") else host
+                yield str(key), orjson.dumps(doc)
+
+
+def run_local(
+    root: Path,
+    events: list[Path],
+    *,
+    sinks: list[dict[str, Any]] | None = None,
+    batch_size: int = 100,
+    out: Callable[[str], None] = print,
+    extra_env: Mapping[str, str] | None = None,
+) -> LocalRunResult:
+    """Run the pipeline end to end on the embedded moto server (see the module docstring)."""
+    result = LocalRunResult()
+    started = time.monotonic()
+    with moto_server() as endpoint:
+        session = boto3.session.Session(region_name=REGION,
+                                        aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+                                        aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"])
+        names = create_resources(root / "template.yaml", session, endpoint)
+        result.hops["resources"] = time.monotonic() - started
+        env = {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+            "STATE_TABLE": names["ChainStateTable"], "FINDINGS_TABLE": names["FindingsTable"],
+            "DELIVERIES_TABLE": names["DeliveriesTable"], "QUARANTINE_QUEUE_URL": names["QuarantineQueue"],
+            "DEAD_LETTER_QUEUE_URL": names["DispatchDeadLetterQueue"],
+            "SINKS_JSON": orjson.dumps(sinks or []).decode(),
+            "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "chainwatch", "POWERTOOLS_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        with patched_env(env):
+            kinesis: Any = session.client("kinesis", endpoint_url=endpoint)
+            stream = names["TelemetryStream"]
+            entries = [{"PartitionKey": key, "Data": data} for key, data in telemetry_records(events)]
+            for start in range(0, len(entries), 500):
+                kinesis.put_records(StreamName=stream, Records=entries[start:start + 500])
+            result.records_put = len(entries)
+            hop = time.monotonic()
+            correlate = load_handler("correlate", root)
+            summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+            stream_arn = summary["StreamARN"]
+            for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+                iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                while iterator:
+                    page = kinesis.get_records(ShardIterator=iterator, Limit=batch_size)
+                    if not page["Records"]:
+                        break
+                    _invoke_until_done(correlate, kinesis_event(page["Records"], shard["ShardId"], stream_arn),
+                                       "correlate")
+                    result.correlate_invocations += 1
+                    iterator = page.get("NextShardIterator")
+            result.hops["correlate"] = time.monotonic() - hop
+
+            hop = time.monotonic()
+            dispatch = load_handler("dispatch", root)
+            dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+            streams = session.client("dynamodbstreams", endpoint_url=endpoint)
+            outbox_arn = dynamodb.describe_table(TableName=names["FindingsTable"])["Table"]["LatestStreamArn"]
+            for shard in streams.describe_stream(StreamArn=outbox_arn)["StreamDescription"]["Shards"]:
+                iterator = streams.get_shard_iterator(StreamArn=outbox_arn, ShardId=shard["ShardId"],
+                                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                while iterator:
+                    page = streams.get_records(ShardIterator=iterator, Limit=50)
+                    if not page["Records"]:
+                        break
+                    _invoke_until_done(dispatch, dynamodb_stream_event(page["Records"], outbox_arn), "dispatch")
+                    result.dispatch_invocations += 1
+                    iterator = page.get("NextShardIterator")
+            result.hops["dispatch"] = time.monotonic() - hop
+
+            table = session.resource("dynamodb", endpoint_url=endpoint).Table(names["FindingsTable"])
+            scanned: Any = table.scan()
+            for item in scanned["Items"]:
+                result.findings.append(orjson.loads(str(item["document"])))
+    result.findings.sort(key=lambda f: (f["device"]["hostname"], f["finding_info"]["uid"]))
+    result.hops["total"] = time.monotonic() - started
+    return result
+
+
+def _sequence_of(record: Mapping[str, Any]) -> str:
+    if "kinesis" in record:
+        return str(record["kinesis"]["sequenceNumber"])
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _invoke_until_done(module: ModuleType, event: dict[str, Any], name: str, attempts: int = 5) -> None:
+    """Invoke a handler as Lambda would: on partial failure, re-deliver from the lowest failed record on."""
+    records = event["Records"]
+    for _ in range(attempts):
+        response = module.lambda_handler({"Records": records}, LambdaContext(function_name=f"chainwatch-{name}"))
+        failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
+        if not failures:
+            return
+        lowest = min(failures, key=lambda s: int(s) if s.isdigit() else 0)
+        index = next(i for i, r in enumerate(records) if _sequence_of(r) == lowest)
+        records = records[index:]
+    print(f"chainwatch local: {name} still failing after {attempts} deliveries", file=sys.stderr)

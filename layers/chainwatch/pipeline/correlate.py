@@ -1,0 +1,223 @@
+"""The correlate step: a batch of Kinesis records in, host state and finding outbox records out.
+
+Guarantees (see the pipeline issue):
+
+- records are decoded, normalized and grouped by host; a host whose records carry nothing the chain can use costs
+  no DynamoDB call; every other host costs one Query and one conditional transaction per batch (more only when
+  another writer raced it: the conflict is re-read and re-applied, never lost);
+- a poison record (undecodable, unreadable, unmappable) is set aside in quarantine with its reason and the batch
+  goes on; only transient failures (throttling, service errors, a quarantine that cannot be written) become batch
+  item failures, and then for that host's records only;
+- redelivery of any part of a batch changes nothing a second time: the state remembers which records it holds, and
+  an unchanged finding is not written again.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chainwatch.engine.engine import correlate_host, would_admit
+from chainwatch.errors import StateConflictError, TransientError
+from chainwatch.events import AnyEvent, SourceFormat
+from chainwatch.findings.model import Finding
+from chainwatch.findings.ocsf import to_ocsf
+from chainwatch.policy import Policy
+from chainwatch.sources import Normalizer
+from chainwatch.sources.reader import Record, Rejection, excerpt, read_bytes
+from chainwatch.state.dynamodb import DynamoStateStore, OutboxRecord
+
+_FORMATS = {f.value for f in SourceFormat}
+
+
+@dataclass(frozen=True)
+class KinesisRecord:
+    """The parts of a Lambda Kinesis record chainwatch uses."""
+
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    shard: str = "shard"
+
+    @classmethod
+    def from_lambda(cls, record: Mapping[str, Any], shard: str = "shard") -> KinesisRecord:
+        kinesis = record["kinesis"]
+        return cls(str(kinesis["sequenceNumber"]), str(kinesis["partitionKey"]),
+                   base64.b64decode(kinesis["data"]), shard)
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A record set aside: where it came from, why, and an excerpt (never the whole, possibly huge, payload)."""
+
+    sequence_number: str
+    partition_key: str
+    location: str
+    reason: str
+    format_guess: str | None
+    excerpt: str
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.__dict__).decode()
+
+
+@dataclass
+class BatchReport:
+    """What one batch did, for the response, metrics and tests."""
+
+    records: int = 0
+    events: int = 0
+    hosts_touched: int = 0
+    hosts_skipped: int = 0
+    quarantined: int = 0
+    conflicts: int = 0
+    state_reads: int = 0
+    state_writes: int = 0
+    findings_written: int = 0
+    failed_sequence_numbers: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def response(self) -> dict[str, Any]:
+        """The partial batch response Lambda expects (``ReportBatchItemFailures``)."""
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
+
+
+def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str, SourceFormat | None]:
+    """Items of one record, its host and a forced format.
+
+    A record is either raw telemetry (one or more JSON lines; host = partition key) or an envelope
+    ``{"host": ..., "source": ..., "event": ...}``; either may be gzip-compressed.
+    """
+    origin = f"kinesis:{record.shard}"
+    data = record.data
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            return [Rejection(_ref(origin, record), f"invalid gzip payload: {exc}", excerpt=excerpt(data[:60]))], \
+                record.partition_key, None
+    stripped = data.lstrip()
+    if stripped[:1] == b"{" and b'"event"' in data:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and "event" in doc and isinstance(doc.get("host"), str) and set(doc) <= {
+                "host", "source", "event", "received"}:
+            source = doc.get("source")
+            forced = SourceFormat(source) if isinstance(source, str) and source in _FORMATS else None
+            event = doc["event"]
+            if isinstance(event, dict):
+                return [Record(event, _ref(origin, record))], doc["host"] or record.partition_key, forced
+            return [Rejection(_ref(origin, record), "envelope 'event' is not an object")], doc["host"], forced
+    items = [_relocate(item, origin, record) for item in read_bytes(data, origin)]
+    return items, record.partition_key, None
+
+
+def _ref(origin: str, record: KinesisRecord) -> Any:
+    from chainwatch.events import RawRef
+
+    return RawRef(origin, None, record.sequence_number)
+
+
+def _relocate(item: Record | Rejection, origin: str, record: KinesisRecord) -> Record | Rejection:
+    """Point a decoded item at its stream position (sequence number, and the line within a multi-line record)."""
+    from chainwatch.events import RawRef
+
+    line = item.ref.line
+    sequence = record.sequence_number if not line or line == 1 else f"{record.sequence_number}.{line}"
+    ref = RawRef(origin, None, sequence)
+    if isinstance(item, Record):
+        return Record(item.data, ref)
+    return Rejection(ref, item.reason, item.format_guess, item.excerpt)
+
+
+def process_batch(
+    records: Sequence[KinesisRecord],
+    *,
+    policy: Policy,
+    store: DynamoStateStore,
+    quarantine: Callable[[Sequence[QuarantineEntry]], None],
+    max_conflict_retries: int = 5,
+    now_ns: Callable[[], int],
+) -> BatchReport:
+    """Correlate one batch. Never raises for bad input; raises nothing for transient failures either (they
+    become batch item failures of the hosts they hit)."""
+    report = BatchReport(records=len(records))
+    by_host: dict[str, list[tuple[AnyEvent, str]]] = {}
+    sequences_by_host: dict[str, list[str]] = {}
+    poison: list[QuarantineEntry] = []
+
+    for record in records:
+        items, host, forced = decode_payload(record)
+        rejected: list[Rejection] = []
+        normalizer = Normalizer(forced_format=forced, on_reject=rejected.append)
+        events = list(normalizer.run(items, host))
+        for rejection in rejected:
+            poison.append(QuarantineEntry(record.sequence_number, record.partition_key, str(rejection.ref),
+                                          rejection.reason, rejection.format_guess, rejection.excerpt))
+        for event in events:
+            by_host.setdefault(event.host, []).append((event, record.sequence_number))
+            sequences_by_host.setdefault(event.host, []).append(record.sequence_number)
+        report.events += len(events)
+
+    if poison:
+        try:
+            quarantine(poison)
+            report.quarantined = len(poison)
+        except TransientError:
+            # Setting a record aside must not lose it: if quarantine is down, the record is retried.
+            report.failed_sequence_numbers.extend(sorted({p.sequence_number for p in poison}))
+
+    for host, pairs in by_host.items():
+        events = [event for event, _ in pairs]
+        if not any(would_admit(policy, event) for event in events):
+            report.hosts_skipped += 1
+            continue
+        report.hosts_touched += 1
+        try:
+            _commit_host(host, events, policy, store, max_conflict_retries, now_ns, report)
+        except TransientError:
+            report.failed_sequence_numbers.extend(sequences_by_host[host])
+    report.failed_sequence_numbers = sorted(set(report.failed_sequence_numbers), key=_sequence_key)
+    return report
+
+
+def _sequence_key(sequence: str) -> tuple[int, str]:
+    head = sequence.split(".", 1)[0]
+    return (int(head), sequence) if head.isdigit() else (0, sequence)
+
+
+def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: DynamoStateStore, max_retries: int,
+                 now_ns: Callable[[], int], report: BatchReport) -> None:
+    for _attempt in range(max_retries + 1):
+        loaded = store.load(host)
+        report.state_reads += 1
+        result = correlate_host(loaded.state, events, policy)
+        if not result.admitted and not result.changed:
+            return  # every record was already in the state: a redelivery
+        outbox = [OutboxRecord(f.finding_id, f.host, revision, orjson.dumps(to_ocsf(f, policy)).decode(), digest,
+                               f.is_alert) for f, revision, digest in result.changed]
+        expires_ns = max(loaded.state.watermark_ns, now_ns()) + 2 * policy.window_ns
+        try:
+            store.commit(loaded, outbox, expires_ns)
+        except StateConflictError:
+            report.conflicts += 1
+            continue
+        report.state_writes += 1
+        report.findings_written += len(outbox)
+        report.findings.extend(f for f, _, _ in result.changed)
+        return
+    raise TransientError(f"state of {host} kept changing under {max_retries + 1} attempts")
+
+
+def iter_lambda_records(event: Mapping[str, Any]) -> Iterable[KinesisRecord]:
+    for record in event.get("Records", []):
+        arn = str(record.get("eventSourceARN", ""))
+        shard = str(record.get("eventID", "shard")).split(":", 1)[0] or arn
+        yield KinesisRecord.from_lambda(record, shard)

@@ -1,0 +1,108 @@
+"""Wiring for the Lambda functions: settings read once, AWS clients created lazily, everything injected.
+
+The handlers in ``functions/*/app.py`` stay thin: Powertools decorators and one call into a runtime built here on
+first use (so tests and the local run can set the environment before it is read).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import requests
+from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, KinesisStreamEvent
+from botocore.config import Config
+
+from chainwatch.pipeline.correlate import BatchReport, KinesisRecord, process_batch
+from chainwatch.pipeline.dispatch import DispatchReport, dispatch, parse_stream_records, sqs_sender
+from chainwatch.policy import Policy, load_policy
+from chainwatch.settings import Settings, from_env
+from chainwatch.sinks.base import RetryPolicy, Sink, SinkContext, build_sinks
+from chainwatch.state.dynamodb import DynamoDeliveryLog, DynamoStateStore, DynamoTicketMap, make_models
+
+#: botocore must not retry inside our own retry loop (that would blow the time budget): one attempt, short timeouts.
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=20)
+
+
+@dataclass
+class Clients:
+    """boto3 clients, created on first use with the configured endpoint."""
+
+    settings: Settings
+    _made: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, service: str) -> Any:
+        if service not in self._made:
+            factory: Any = boto3.client  # service names are data here, not the literals the stubs overload on
+            self._made[service] = factory(service, region_name=self.settings.region,
+                                               endpoint_url=self.settings.endpoint_url, config=CLIENT_CONFIG)
+        return self._made[service]
+
+
+@dataclass
+class CorrelateRuntime:
+    settings: Settings
+    policy: Policy
+    store: DynamoStateStore
+    clients: Clients
+
+    def handle(self, event: Mapping[str, Any]) -> BatchReport:
+        records = [KinesisRecord(r.kinesis.sequence_number, r.kinesis.partition_key, r.kinesis.data_as_bytes(),
+                                 (r.event_id or "shard").split(":", 1)[0])
+                   for r in KinesisStreamEvent(dict(event)).records]
+        return process_batch(records, policy=self.policy, store=self.store,
+                             quarantine=sqs_sender(self.clients.get("sqs"), self.settings.quarantine_queue_url),
+                             max_conflict_retries=self.settings.max_conflict_retries, now_ns=time.time_ns)
+
+
+@lru_cache(maxsize=1)
+def correlate_runtime() -> CorrelateRuntime:
+    settings = from_env()
+    policy = load_policy(settings.policy_path, window=settings.window)
+    store = DynamoStateStore(make_models(settings.tables))
+    return CorrelateRuntime(settings, policy, store, Clients(settings))
+
+
+@dataclass
+class DispatchRuntime:
+    settings: Settings
+    sinks: list[Sink]
+    log: DynamoDeliveryLog
+    clients: Clients
+    budget: list[Callable[[], float]]
+
+    def handle(self, event: Mapping[str, Any], remaining: Callable[[], float]) -> DispatchReport:
+        self.budget[0] = remaining
+        DynamoDBStreamEvent(dict(event))  # validates the event shape the way Powertools reads it
+        records = parse_stream_records(event)
+        return dispatch(records, self.sinks, self.log,
+                        sqs_sender(self.clients.get("sqs"), self.settings.dead_letter_queue_url))
+
+
+def _secret(name: str) -> Any:
+    from aws_lambda_powertools.utilities import parameters
+
+    return parameters.get_secret(name, transform="auto", max_age=300)
+
+
+def _parameter(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(name, max_age=300))
+
+
+@lru_cache(maxsize=1)
+def dispatch_runtime() -> DispatchRuntime:
+    settings = from_env()
+    models = make_models(settings.tables)
+    clients = Clients(settings)
+    budget: list[Callable[[], float]] = [lambda: float("inf")]
+    context = SinkContext(session=requests.Session(), secret=_secret, ticket_map=DynamoTicketMap(models),
+                          retry=RetryPolicy(remaining=lambda: budget[0]()),  # noqa: PLW0108 - late-bound budget
+                          aws_client=clients.get)
+    sinks = build_sinks(settings.sink_configs(_parameter), context)
+    return DispatchRuntime(settings, sinks, DynamoDeliveryLog(models), clients, budget)

@@ -1,0 +1,268 @@
+"""DynamoDB state behind the engine's store port, with pynamodb models built from settings (not import-time env).
+
+Tables (declared in ``template.yaml``; the local run creates them from there):
+
+``ChainState`` (pk ``host#<host>``, sk ``state`` / ``coverage#...``, TTL ``expires_at``)
+    one compressed, versioned item per host: one Query reads a host's live state, one conditional write saves it.
+``Findings`` (pk ``finding_id``; stream ``NEW_IMAGE``; TTL ``expires_at``)
+    the outbox: a finding revision is written in the same transaction as the state change that produced it, and
+    its stream record feeds the dispatch function.
+``Deliveries`` (pk ``finding_id``, sk ``<sink>#<revision>`` or ``ticket#<sink>``; TTL ``expires_at``)
+    per-sink delivery bookkeeping and the finding-to-ticket map (conditional writes).
+
+DynamoDB deletes expired items lazily (up to days late), so every read filters on ``expires_at`` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from chainwatch.engine.codec import dumps_state, loads_state
+from chainwatch.engine.hoststate import HostState
+from chainwatch.errors import StateConflictError, TransientError
+
+STATE_SK = "state"
+_THROTTLES = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "InternalServerError", "ServiceUnavailable", "TransactionConflictException"}
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Table names and endpoint: read once from settings and passed in."""
+
+    state: str
+    findings: str
+    deliveries: str
+    region: str = "us-east-1"
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model classes of :func:`make_models` (typed ``Any``: pynamodb builds their attributes at runtime)."""
+
+    state: Any
+    findings: Any
+    deliveries: Any
+    tables: Tables
+
+    def connection(self) -> Connection:
+        return Connection(region=self.tables.region, host=self.tables.endpoint)
+
+
+def make_models(tables: Tables) -> Models:
+    """pynamodb model classes bound to these tables (pynamodb reads ``Meta`` when a class is defined)."""
+
+    class ChainStateItem(Model):
+        class Meta:
+            table_name = tables.state
+            region = tables.region
+            host = tables.endpoint
+
+        pk = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        blob = BinaryAttribute(null=True, legacy_encoding=False)
+        watermark_ns = NumberAttribute(default=0)
+        expires_at = TTLAttribute(null=True)
+        version = VersionAttribute()
+
+    class FindingItem(Model):
+        class Meta:
+            table_name = tables.findings
+            region = tables.region
+            host = tables.endpoint
+
+        finding_id = UnicodeAttribute(hash_key=True)
+        host = UnicodeAttribute()
+        revision = NumberAttribute()
+        document = UnicodeAttribute()
+        digest = UnicodeAttribute()
+        is_alert = NumberAttribute(default=0)
+        canary = NumberAttribute(default=0)
+        updated_ns = NumberAttribute()
+        expires_at = TTLAttribute(null=True)
+
+    class DeliveryItem(Model):
+        class Meta:
+            table_name = tables.deliveries
+            region = tables.region
+            host = tables.endpoint
+
+        finding_id = UnicodeAttribute(hash_key=True)
+        sk = UnicodeAttribute(range_key=True)
+        outcome = UnicodeAttribute(null=True)
+        value = UnicodeAttribute(null=True)
+        detail = UnicodeAttribute(null=True)
+        at_ns = NumberAttribute(default=0)
+        expires_at = TTLAttribute(null=True)
+
+    return Models(ChainStateItem, FindingItem, DeliveryItem, tables)
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "cause_response_code", "") or "")
+
+
+@dataclass
+class LoadedState:
+    state: HostState
+    item: Any | None  # the pynamodb item (carries the version for the conditional write)
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A finding revision to write with the state change that produced it."""
+
+    finding_id: str
+    host: str
+    revision: int
+    document_json: str
+    digest: str
+    is_alert: bool
+    canary: bool = False
+
+
+class DynamoStateStore:
+    """Loads and commits host state; the commit is one transaction (state + outbox) with optimistic locking.
+
+    Parameters
+    ----------
+    models:
+        From :func:`make_models`.
+    retention:
+        How long finding and delivery records are kept.
+    clock:
+        Wall-clock seconds (injected for tests); used to filter expired items on read.
+    """
+
+    def __init__(self, models: Models, *, retention: timedelta = timedelta(days=30),
+                 clock: Any = time.time) -> None:
+        self.models = models
+        self.retention = retention
+        self.clock = clock
+        self.trimmed = 0
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=UTC)
+
+    def load(self, host: str) -> LoadedState:
+        """A host's live state (a fresh one when none is stored or the stored one has expired)."""
+        model = self.models.state
+        now = self._now()
+        try:
+            items = list(model.query(f"host#{host}", model.sk == STATE_SK,
+                                     filter_condition=(model.expires_at > now) | model.expires_at.does_not_exist(),
+                                     consistent_read=True))
+        except PynamoDBException as exc:
+            raise TransientError(f"state read for {host} failed: {exc}") from exc
+        if not items or items[0].blob is None:
+            # An expired item may still exist (TTL is lazy): keep it for its version so the write conditions on it.
+            stale = self._stale_item(host)
+            return LoadedState(HostState(host), stale)
+        item = items[0]
+        return LoadedState(loads_state(item.blob), item)
+
+    def _stale_item(self, host: str) -> Any | None:
+        model = self.models.state
+        try:
+            return model.get(f"host#{host}", STATE_SK, consistent_read=True)
+        except model.DoesNotExist:
+            return None
+
+    def commit(self, loaded: LoadedState, outbox: list[OutboxRecord], expires_ns: int) -> None:
+        """Save the state and its outbox records in one transaction, conditional on the version read.
+
+        Raises
+        ------
+        StateConflictError
+            Another writer saved this host's state since it was read: re-read, re-apply, retry.
+        TransientError
+            Throttling or a service error.
+        """
+        models = self.models
+        state = loaded.state
+        blob, trimmed = dumps_state(state)
+        self.trimmed += trimmed
+        item = loaded.item
+        if item is None:
+            item = models.state(f"host#{state.host}", STATE_SK)
+        item.blob = blob
+        item.watermark_ns = state.watermark_ns
+        item.expires_at = datetime.fromtimestamp(expires_ns / 1e9, tz=UTC)
+        now_ns = int(self.clock() * 1e9)
+        keep_until = self._now() + self.retention
+        try:
+            with TransactWrite(connection=models.connection()) as tx:
+                tx.save(item)
+                for record in outbox:
+                    tx.save(models.findings(
+                        record.finding_id, host=record.host, revision=record.revision,
+                        document=record.document_json, digest=record.digest, is_alert=int(record.is_alert),
+                        canary=int(record.canary), updated_ns=now_ns, expires_at=keep_until))
+        except TransactWriteError as exc:
+            reasons = [str(r) for r in (getattr(exc, "cancellation_reasons", None) or []) if r]
+            text = " ".join(reasons) + " " + _code(exc)
+            if "ConditionalCheckFailed" in text:
+                raise StateConflictError(f"state of {state.host} changed since it was read") from exc
+            raise TransientError(f"state commit for {state.host} failed: {text.strip() or exc}") from exc
+
+
+class DynamoTicketMap:
+    """:class:`~chainwatch.sinks.base.TicketMap` on the Deliveries table (``sk = ticket#<sink>``)."""
+
+    def __init__(self, models: Models) -> None:
+        self.model = models.deliveries
+
+    def get(self, finding_id: str, sink: str) -> str | None:
+        try:
+            item = self.model.get(finding_id, f"ticket#{sink}", consistent_read=True)
+        except self.model.DoesNotExist:
+            return None
+        value: str | None = item.value
+        return value
+
+    def claim(self, finding_id: str, sink: str, value: str) -> bool:
+        item = self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns())
+        try:
+            item.save(condition=self.model.finding_id.does_not_exist())
+        except PutError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise TransientError(f"ticket map write failed: {_code(exc) or exc}") from exc
+        return True
+
+    def set(self, finding_id: str, sink: str, value: str) -> None:
+        self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns()).save()
+
+    def release(self, finding_id: str, sink: str) -> None:
+        self.model(finding_id, f"ticket#{sink}").delete()
+
+
+class DynamoDeliveryLog:
+    """Per-sink delivery bookkeeping: a retry of the dispatch skips what already succeeded."""
+
+    def __init__(self, models: Models, retention: timedelta = timedelta(days=30)) -> None:
+        self.model = models.deliveries
+        self.retention = retention
+
+    def delivered(self, finding_id: str, sink: str, revision: int) -> bool:
+        try:
+            item = self.model.get(finding_id, f"{sink}#{revision}", consistent_read=True)
+        except self.model.DoesNotExist:
+            return False
+        return bool(item.outcome == "delivered")
+
+    def record(self, finding_id: str, sink: str, revision: int, outcome: str, detail: str,
+               external_id: str | None) -> None:
+        self.model(finding_id, f"{sink}#{revision}", outcome=outcome, detail=detail[:1000], value=external_id,
+                   at_ns=time.time_ns(),
+                   expires_at=datetime.now(tz=UTC) + self.retention).save()
