@@ -82,6 +82,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return run_detect(args, normalizer, iter_events, stack)
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from chainwatch.coverage import HostCoverage, collect, fleet_summary, render_text, verdict
+    from chainwatch.engine import Engine
+    from chainwatch.policy import load_policy
+    from chainwatch.state.memory import InMemoryStore
+
+    policy = load_policy(args.policy, window=args.window)
+    engine = Engine(policy, InMemoryStore())
+    coverages: dict[str, HostCoverage] = {}
+    with ExitStack() as stack:
+        normalizer = _normalizer(args, stack)
+        for event in iter_events(args.paths, normalizer, args.host):
+            collect((event,), policy, coverages)
+            engine.ingest(event)
+        engine.flush()
+    for finding in engine.all_findings():
+        if finding.host in coverages:
+            coverages[finding.host].note_findings([finding])
+    verdicts = [verdict(coverages[h], policy.window_ns) for h in sorted(coverages)]
+    if args.json:
+        doc = {"hosts": [{"host": v.host, "can_complete": v.can_complete, "reasons": list(v.reasons),
+                          "needs": [{"need": n.need, "status": n.status, "detail": n.detail} for n in v.needs],
+                          "counters": coverages[v.host].to_dict()} for v in verdicts],
+               "fleet": fleet_summary(verdicts)}
+        sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(render_text(verdicts, coverages))
+    return 0
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from chainwatch.local import run_local
 
@@ -130,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--story", action="store_true", help="print each finding's story on stderr")
     detect.add_argument("--no-progress", action="store_true", help="no progress bar")
     detect.set_defaults(func=cmd_detect)
+
+    coverage = sub.add_parser("coverage", help="readiness: can each host's telemetry complete AN1316?")
+    add_input_options(coverage)
+    coverage.add_argument("--policy", metavar="FILE", help="policy file (default: the bundled policy)")
+    coverage.add_argument("--window", metavar="DURATION", help="stage-1 to stage-4 window, e.g. 1h")
+    coverage.add_argument("--json", action="store_true", help="machine-readable report")
+    coverage.set_defaults(func=cmd_coverage)
 
     local = sub.add_parser("local", help="run the serverless pipeline on an embedded moto server (no AWS account)")
     local.add_argument("paths", nargs="*", metavar="PATH", help="telemetry to put on the stream (default: events/)")
