@@ -47,9 +47,13 @@ class Delivery:
     def is_update(self) -> bool:
         return self.revision > 1
 
+    def _section(self, key: str) -> Mapping[str, Any]:
+        value = self.document.get(key)
+        return value if isinstance(value, Mapping) else {}
+
     @property
     def title(self) -> str:
-        return str(self.document.get("finding_info", {}).get("title", self.finding_id))
+        return str(self._section("finding_info").get("title", self.finding_id))
 
     @property
     def severity_id(self) -> int:
@@ -58,7 +62,7 @@ class Delivery:
 
     @property
     def host(self) -> str:
-        return str(self.document.get("device", {}).get("hostname", "unknown"))
+        return str(self._section("device").get("hostname", "unknown"))
 
     @property
     def is_alert(self) -> bool:
@@ -66,7 +70,8 @@ class Delivery:
 
     @property
     def story(self) -> str:
-        return str(self.document.get("unmapped", {}).get("chainwatch", {}).get("story", ""))
+        inner = self._section("unmapped").get("chainwatch")
+        return str(inner.get("story", "")) if isinstance(inner, Mapping) else ""
 
 
 class Outcome(StrEnum):
