@@ -2,12 +2,14 @@
 built-in sink kind."""
 
 from chainwatch.sinks import (  # noqa: F401 - importing registers each sink kind
+    elasticsearch,
     file,
     jira,
     pagerduty,
     security_hub,
     security_lake,
     servicenow,
+    splunk_hec,
 )
 from chainwatch.sinks.base import REGISTRY, Delivery, DeliveryResult, Outcome, Sink, build_sinks, register
 
