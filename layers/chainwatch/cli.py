@@ -3,7 +3,11 @@
 ``chainwatch normalize PATH...``
     read telemetry files or folders and print canonical events as JSON lines;
 ``chainwatch detect PATH...``
-    correlate them into AN1316 findings (one JSON finding per line).
+    correlate them into AN1316 findings (one JSON finding per line);
+``chainwatch coverage PATH...``
+    readiness: can each host's telemetry complete AN1316 (a verdict per host and a fleet summary);
+``chainwatch report PATH... --out report.html``
+    one self-contained HTML report: the fleet coverage matrix and each finding's timeline and process tree.
 
 Summaries go to stderr so stdout stays machine-readable.
 """
@@ -12,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -23,6 +28,11 @@ from chainwatch.errors import ChainwatchError
 from chainwatch.events import AnyEvent, SourceFormat
 from chainwatch.sources import Normalizer
 from chainwatch.sources.reader import Rejection, iter_files, read_path
+
+if TYPE_CHECKING:
+    from chainwatch.coverage import HostCoverage, Verdict
+    from chainwatch.findings.model import Finding
+    from chainwatch.policy import Policy
 
 _FORMATS = ("auto", *(f.value for f in SourceFormat))
 
@@ -82,8 +92,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return run_detect(args, normalizer, iter_events, stack)
 
 
-def cmd_coverage(args: argparse.Namespace) -> int:
-    from chainwatch.coverage import HostCoverage, collect, fleet_summary, render_text, verdict
+def _correlate(args: argparse.Namespace) -> tuple[Policy, list[Finding], dict[str, HostCoverage], list[Verdict]]:
+    """Read the files once: findings from the engine, and per-host coverage counters with their verdicts."""
+    from chainwatch.coverage import collect, verdict
     from chainwatch.engine import Engine
     from chainwatch.policy import load_policy
     from chainwatch.state.memory import InMemoryStore
@@ -97,10 +108,18 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             collect((event,), policy, coverages)
             engine.ingest(event)
         engine.flush()
-    for finding in engine.all_findings():
+    findings = engine.all_findings()
+    for finding in findings:
         if finding.host in coverages:
             coverages[finding.host].note_findings([finding])
     verdicts = [verdict(coverages[h], policy.window_ns) for h in sorted(coverages)]
+    return policy, findings, coverages, verdicts
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from chainwatch.coverage import fleet_summary, render_text
+
+    _policy, _findings, coverages, verdicts = _correlate(args)
     if args.json:
         doc = {"hosts": [{"host": v.host, "can_complete": v.can_complete, "reasons": list(v.reasons),
                           "needs": [{"need": n.need, "status": n.status, "detail": n.detail} for n in v.needs],
@@ -109,6 +128,29 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         print(render_text(verdicts, coverages))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from chainwatch.findings.ocsf import to_ocsf
+    from chainwatch.findings.report import render_report
+
+    policy, findings, coverages, verdicts = _correlate(args)
+    docs = [to_ocsf(f, policy) for f in findings if f.is_alert or args.all]
+    page = render_report(docs, verdicts, coverages, time.time_ns())
+    out = Path(args.out)
+    # Written whole to a temporary file, then renamed: a reader never sees half a report.
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        print(f"chainwatch: error: cannot write the report to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    alerts = sum(1 for f in findings if f.is_alert)
+    ready = sum(1 for v in verdicts if v.can_complete)
+    print(f"report: {len(docs)} finding(s) shown ({alerts} alert(s) of {len(findings)} finding(s)); "
+          f"{ready} of {len(verdicts)} host(s) can complete AN1316; wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -167,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--window", metavar="DURATION", help="stage-1 to stage-4 window, e.g. 1h")
     coverage.add_argument("--json", action="store_true", help="machine-readable report")
     coverage.set_defaults(func=cmd_coverage)
+
+    report = sub.add_parser("report", help="write one self-contained HTML report: findings and fleet coverage")
+    add_input_options(report)
+    report.add_argument("--policy", metavar="FILE", help="policy file (default: the bundled policy)")
+    report.add_argument("--window", metavar="DURATION", help="stage-1 to stage-4 window, e.g. 1h")
+    report.add_argument("--all", action="store_true", help="also show non-alert findings")
+    report.add_argument("--out", metavar="FILE", required=True, help="the HTML file to write, e.g. report.html")
+    report.set_defaults(func=cmd_report)
 
     local = sub.add_parser("local", help="run the serverless pipeline on an embedded moto server (no AWS account)")
     local.add_argument("paths", nargs="*", metavar="PATH", help="telemetry to put on the stream (default: events/)")

@@ -234,6 +234,16 @@ def _quarantine_candidate(node: ProcNode, state: HostState, policy: Policy) -> _
     return candidate
 
 
+def _app_executable(app: AppSpec, app_path: str | None) -> str | None:
+    """The app's executable: the policy's (preferring one inside the bundle the log named), if it lists any."""
+    listed = sorted(app.executables)
+    if app_path:
+        inside = [e for e in listed if e.lower().startswith(app_path.rstrip("/").lower() + "/")]
+        if inside:
+            return inside[0]
+    return listed[0] if listed else None
+
+
 def _writer_app(landed: FileWrite, policy: Policy) -> AppSpec | None:
     writer = landed.process
     if writer is None:
@@ -468,8 +478,15 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
     if activity is not None:
         time_ns, text, method, strength, origin = activity
         if isinstance(origin, AppActivity):
+            # The evidence is about the app, not the daemon that logged it (runningboardd, ReportCrash): name the
+            # app's process from what the record says about it.
+            app_pid = origin.pid if origin.pid is not None else candidate.app_pid
+            app_ref = candidate.app_node.to_ref() if candidate.app_node is not None and (
+                app_pid is None or candidate.app_node.pid == app_pid) else ProcessRef(
+                pid=app_pid if app_pid is not None else 0, name=candidate.app.name,
+                executable=_app_executable(candidate.app, origin.app_path))
             stages.append(StageEvidence(Stage.APP_ACTIVITY, time_ns, text, method, origin.source, str(origin.raw),
-                                        process=origin.process))
+                                        process=app_ref))
         else:
             stages.append(StageEvidence(Stage.APP_ACTIVITY, time_ns, text, method, origin.source, str(origin.raw),
                                         process=origin.to_ref()))
