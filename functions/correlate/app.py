@@ -27,6 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     for name, value in (("Records", report.records), ("Events", report.events),
                         ("HostsTouched", report.hosts_touched), ("HostsSkipped", report.hosts_skipped),
                         ("Quarantined", report.quarantined), ("StateConflicts", report.conflicts),
+                        ("StateEntriesTrimmed", report.trimmed),
                         ("FindingsWritten", report.findings_written),
                         ("BatchItemFailures", len(report.failed_sequence_numbers))):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -25,12 +25,16 @@ from typing import Any
 import boto3
 import orjson
 
-from chainwatch.errors import ConfigError
+from chainwatch.errors import ChainwatchError, ConfigError
 from chainwatch.sources.reader import Record, iter_files, read_path
 from chainwatch.templating import load_template, table_definitions
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"aws_access_key_id": "chainwatch-local", "aws_secret_access_key": "chainwatch-local"}
+
+
+class LocalRunError(ChainwatchError):
+    """A handler kept failing in the local run (the run still stops everything before this is raised)."""
 
 
 def create_resources(template_path: Path, session: boto3.session.Session, endpoint: str | None,
@@ -70,9 +74,19 @@ def load_handler(name: str, root: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"chainwatch_fn_{name}_{time.monotonic_ns()}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot load {path}")
+    _forget_runtimes()
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _forget_runtimes() -> None:
+    """Drop the cached runtimes: they are built once per process from the environment (as in a warm Lambda
+    container), and a fresh handler must not reuse one bound to another run's endpoint, tables or sinks."""
+    from chainwatch.runtime import correlate_runtime, dispatch_runtime
+
+    correlate_runtime.cache_clear()
+    dispatch_runtime.cache_clear()
 
 
 @dataclass
@@ -128,9 +142,22 @@ def moto_server() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        endpoint = f"http://{host}:{port}"
+        # moto keeps its emulated accounts in process-wide backends that outlive the server (and that in-process
+        # mock_aws shares): without a reset, a second run in the same process finds the first run's tables.
+        _reset_moto(endpoint)
+        try:
+            yield endpoint
+        finally:
+            _reset_moto(endpoint)
     finally:
         server.stop()
+
+
+def _reset_moto(endpoint: str) -> None:
+    import requests
+
+    requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
 
 
 @contextmanager
@@ -155,6 +182,8 @@ class LocalRunResult:
     findings: list[dict[str, Any]] = field(default_factory=list)
     hops: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
+    #: Handler invocations that still reported failures after every re-delivery.
+    gave_up: list[str] = field(default_factory=list)
 
 
 def telemetry_records(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -217,8 +246,9 @@ def run_local(
                     page = kinesis.get_records(ShardIterator=iterator, Limit=batch_size)
                     if not page["Records"]:
                         break
-                    _invoke_until_done(correlate, kinesis_event(page["Records"], shard["ShardId"], stream_arn),
-                                       "correlate")
+                    if not _invoke_until_done(correlate, kinesis_event(page["Records"], shard["ShardId"],
+                                                                       stream_arn), "correlate"):
+                        result.gave_up.append(f"correlate on {shard['ShardId']}")
                     result.correlate_invocations += 1
                     iterator = page.get("NextShardIterator")
             result.hops["correlate"] = time.monotonic() - hop
@@ -235,7 +265,9 @@ def run_local(
                     page = streams.get_records(ShardIterator=iterator, Limit=50)
                     if not page["Records"]:
                         break
-                    _invoke_until_done(dispatch, dynamodb_stream_event(page["Records"], outbox_arn), "dispatch")
+                    if not _invoke_until_done(dispatch, dynamodb_stream_event(page["Records"], outbox_arn),
+                                              "dispatch"):
+                        result.gave_up.append(f"dispatch on {shard['ShardId']}")
                     result.dispatch_invocations += 1
                     iterator = page.get("NextShardIterator")
             result.hops["dispatch"] = time.monotonic() - hop
@@ -244,6 +276,9 @@ def run_local(
             scanned: Any = table.scan()
             for item in scanned["Items"]:
                 result.findings.append(orjson.loads(str(item["document"])))
+    _forget_runtimes()  # bound to the server just stopped
+    if result.gave_up:
+        raise LocalRunError(f"records still failing after re-delivery: {', '.join(result.gave_up)} (see above)")
     result.findings.sort(key=lambda f: (f["device"]["hostname"], f["finding_info"]["uid"]))
     result.hops["total"] = time.monotonic() - started
     return result
@@ -255,15 +290,19 @@ def _sequence_of(record: Mapping[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
 
 
-def _invoke_until_done(module: ModuleType, event: dict[str, Any], name: str, attempts: int = 5) -> None:
-    """Invoke a handler as Lambda would: on partial failure, re-deliver from the lowest failed record on."""
+def _invoke_until_done(module: ModuleType, event: dict[str, Any], name: str, attempts: int = 5) -> bool:
+    """Invoke a handler as Lambda would: on partial failure, re-deliver from the lowest failed record on.
+
+    Returns whether the batch finally went through.
+    """
     records = event["Records"]
     for _ in range(attempts):
         response = module.lambda_handler({"Records": records}, LambdaContext(function_name=f"chainwatch-{name}"))
         failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
         if not failures:
-            return
+            return True
         lowest = min(failures, key=lambda s: int(s) if s.isdigit() else 0)
         index = next(i for i, r in enumerate(records) if _sequence_of(r) == lowest)
         records = records[index:]
     print(f"chainwatch local: {name} still failing after {attempts} deliveries", file=sys.stderr)
+    return False

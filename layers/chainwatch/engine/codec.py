@@ -54,6 +54,10 @@ class StateDecodeError(ChainwatchError):
     """Stored state could not be decoded (written by an incompatible version, or corrupted)."""
 
 
+class StateTooLargeError(ChainwatchError):
+    """State cannot be trimmed under the size limit (only possible with a limit smaller than an empty state)."""
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
@@ -196,24 +200,32 @@ def loads_state(blob: bytes) -> HostState:
 
 
 def _trim_oldest(state: HostState) -> int:
-    """Drop the oldest quarter of the largest evidence list. Returns how many entries went."""
-    lists: dict[str, list[Any]] = {"network": state.network, "files": state.files, "gatekeeper": state.gatekeeper,
-                                   "apps": state.apps, "xattrs": state.xattrs}
-    name, items = max(lists.items(), key=lambda kv: len(kv[1]))
+    """Evict everything older than the oldest quarter of the largest kind of evidence. Returns how many entries went.
+
+    The horizon is taken from the same times :meth:`HostState.evict_before` compares (a process image counts by its
+    exit when it has one), so each call removes at least one entry; and evicting the whole state at that horizon
+    (not just one list) also drops the record identities of that time, which would otherwise outgrow the evidence.
+    """
+    lists: list[list[Any]] = [state.network, state.files, state.gatekeeper, state.apps, state.xattrs]
+    items = max(lists, key=len)
     nodes = state.processes.nodes
     if len(nodes) > len(items):
-        oldest = sorted(nodes.values(), key=lambda n: n.start_ns)[: max(1, len(nodes) // 4)]
-        horizon = oldest[-1].start_ns + 1
-        before = len(nodes)
-        state.processes.evict_before(horizon)
-        state.horizon_ns = max(state.horizon_ns, horizon)
-        return before - len(nodes)
-    if not items:
-        state.seen = set(sorted(state.seen, key=lambda s: int(s[1]))[len(state.seen) // 2:])
-        return 1
-    items.sort(key=lambda e: e.time_ns)
-    cut = max(1, len(items) // 4)
-    state.horizon_ns = max(state.horizon_ns, items[cut - 1].time_ns + 1)
-    del items[:cut]
-    setattr(state, name, items)
-    return cut
+        times = sorted(n.exit_ns if n.exit_ns is not None else n.start_ns for n in nodes.values())
+    else:
+        times = sorted(e.time_ns for e in items)
+    if not times:
+        # No evidence left: only bookkeeping remains. Drop the oldest half of it, so every call makes progress.
+        if state.seen:
+            drop = max(1, len(state.seen) // 2)
+            state.seen = set(sorted(state.seen, key=lambda s: int(s[1]))[drop:])
+            return drop
+        if state.finding_digests:
+            oldest = sorted(state.finding_digests, key=lambda k: int(state.finding_digests[k][3]))
+            for key in oldest[: max(1, len(oldest) // 2)]:
+                del state.finding_digests[key]
+            return max(1, len(oldest) // 2)
+        raise StateTooLargeError(f"state of {state.host} does not fit the size limit even when emptied")
+    horizon = times[max(1, len(times) // 4) - 1] + 1
+    before = len(state) + len(state.seen)
+    state.evict_before(horizon)
+    return before - len(state) - len(state.seen)

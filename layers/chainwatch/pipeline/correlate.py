@@ -15,7 +15,7 @@ Guarantees (see the pipeline issue):
 from __future__ import annotations
 
 import base64
-import gzip
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,8 @@ from chainwatch.sources.reader import Record, Rejection, excerpt, read_bytes
 from chainwatch.state.dynamodb import DynamoStateStore, OutboxRecord
 
 _FORMATS = {f.value for f in SourceFormat}
+#: A gzip'd record may expand to at most this many bytes (a 1 MiB record of zeros inflates to ~1 GB otherwise).
+MAX_INFLATED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class BatchReport:
     conflicts: int = 0
     state_reads: int = 0
     state_writes: int = 0
+    #: State entries the codec dropped (oldest first) to keep items under DynamoDB's size limit.
+    trimmed: int = 0
     findings_written: int = 0
     failed_sequence_numbers: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -97,8 +101,8 @@ def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str
     data = record.data
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+            data = gunzip(data, MAX_INFLATED_BYTES)
+        except ValueError as exc:
             return [Rejection(_ref(origin, record), f"invalid gzip payload: {exc}", excerpt=excerpt(data[:60]))], \
                 record.partition_key, None
     stripped = data.lstrip()
@@ -117,6 +121,30 @@ def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str
             return [Rejection(_ref(origin, record), "envelope 'event' is not an object")], doc["host"], forced
     items = [_relocate(item, origin, record) for item in read_bytes(data, origin)]
     return items, record.partition_key, None
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip data (all members), refusing more than ``limit`` output bytes.
+
+    Raises
+    ------
+    ValueError
+        Corrupt or truncated data (``gzip.decompress`` raises three unrelated types for that, ``zlib.error`` among
+        them), or output beyond ``limit``.
+    """
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(wbits=31)  # 16 + 15: a gzip header and trailer around deflate data
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValueError(str(exc)) from exc
+        if len(out) > limit:
+            raise ValueError(f"payload expands beyond {limit} bytes")
+        if not inflater.eof:
+            raise ValueError("truncated gzip data")
+        data = inflater.unused_data.lstrip(b"\x00")  # gzip allows zero padding between members
+    return bytes(out)
 
 
 def _ref(origin: str, record: KinesisRecord) -> Any:
@@ -210,6 +238,7 @@ def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: Dynam
             report.conflicts += 1
             continue
         report.state_writes += 1
+        report.trimmed += store.last_trimmed
         report.findings_written += len(outbox)
         report.findings.extend(f for f, _, _ in result.changed)
         return

@@ -20,10 +20,13 @@ from chainwatch.errors import PermanentError, TransientError
 from chainwatch.sinks.base import Delivery, DeliveryResult, Outcome, Sink
 
 _DESERIALIZER = TypeDeserializer()
+#: Outcomes after which a sink needs nothing more for a revision: a redelivered stream record (retried because of
+#: another sink) must not resend it, nor dead-letter a permanent failure a second time.
+SETTLED = frozenset({Outcome.DELIVERED.value, Outcome.SKIPPED.value, Outcome.FAILED_PERMANENT.value})
 
 
 class DeliveryLog(Protocol):
-    def delivered(self, finding_id: str, sink: str, revision: int) -> bool: ...
+    def settled(self, finding_id: str, sink: str, revision: int) -> bool: ...
 
     def record(self, finding_id: str, sink: str, revision: int, outcome: str, detail: str,
                external_id: str | None) -> None: ...
@@ -35,9 +38,9 @@ class InMemoryDeliveryLog:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str, int], tuple[str, str, str | None]] = {}
 
-    def delivered(self, finding_id: str, sink: str, revision: int) -> bool:
+    def settled(self, finding_id: str, sink: str, revision: int) -> bool:
         item = self.items.get((finding_id, sink, revision))
-        return item is not None and item[0] == Outcome.DELIVERED.value
+        return item is not None and item[0] in SETTLED
 
     def record(self, finding_id: str, sink: str, revision: int, outcome: str, detail: str,
                external_id: str | None) -> None:
@@ -108,7 +111,7 @@ def dispatch(
         pending = []
         for record in records:
             delivery = record.delivery
-            if log.delivered(delivery.finding_id, sink.name, delivery.revision):
+            if log.settled(delivery.finding_id, sink.name, delivery.revision):
                 report.skipped_already_delivered += 1
                 continue
             pending.append(record)
@@ -129,19 +132,23 @@ def dispatch(
                     if result.outcome is Outcome.DELIVERED:
                         report.deliveries[sink.name] = report.deliveries.get(sink.name, 0) + 1
                 elif result.outcome is Outcome.FAILED_PERMANENT:
+                    # Recorded (and so settled) only once the dead letter is written, below.
                     letters.append(DeadLetter(sink.name, delivery.finding_id, delivery.revision, result.detail,
                                               result.response))
-                    log.record(delivery.finding_id, sink.name, delivery.revision, result.outcome.value,
-                               result.detail, None)
                 else:
                     failed.add(record.sequence_number)
     if letters:
         try:
             dead_letter(letters)
-            report.dead_lettered = len(letters)
         except TransientError:
+            # Not recorded as settled: the redelivered record tries the sink, and the dead letter, again.
             failed.update(r.sequence_number for r in records
                           if any(letter.finding_id == r.delivery.finding_id for letter in letters))
+        else:
+            report.dead_lettered = len(letters)
+            for letter in letters:
+                log.record(letter.finding_id, letter.sink, letter.revision, Outcome.FAILED_PERMANENT.value,
+                           letter.detail, None)
     report.failed_sequence_numbers = [r.sequence_number for r in records if r.sequence_number in failed]
     return report
 

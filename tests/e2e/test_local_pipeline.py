@@ -1,0 +1,140 @@
+"""``chainwatch local``: the whole pipeline on the embedded ThreadedMotoServer, as the README's main command runs it.
+
+Stream -> correlate handler -> DynamoDB state and outbox -> outbox stream -> dispatch handler -> file sink, with the
+real handlers fed the real event shapes. The server must be gone afterwards (its port refuses connections, its
+thread has ended) and a second run in the same process must work like the first.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import moto.server
+import orjson
+import pytest
+
+from chainwatch.cli import main
+from chainwatch.sinks.base import Delivery, DeliveryResult, Outcome, results_for
+from chainwatch.sinks.file import FileSink
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _RecordingServer(moto.server.ThreadedMotoServer):
+    """The real server, remembering where it listened and its thread (to check both are gone afterwards)."""
+
+    started: list[_RecordingServer] = []
+
+    def start(self) -> None:
+        super().start()
+        _RecordingServer.started.append(self)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    code: int
+    stdout: str
+    stderr: str
+    delivered: list[dict[str, Any]]
+    address: tuple[str, int]
+    thread: threading.Thread | None
+    seconds: float
+
+
+def _run(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> LocalRun:
+    monkeypatch.setattr(moto.server, "ThreadedMotoServer", _RecordingServer)
+    _RecordingServer.started.clear()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(["local", "--root", str(ROOT), "--out-dir", str(out_dir)])
+    seconds = time.monotonic() - started
+    (server,) = _RecordingServer.started
+    sink_file = out_dir / "findings.jsonl"
+    delivered = [orjson.loads(line) for line in sink_file.read_bytes().splitlines()] if sink_file.exists() else []
+    return LocalRun(code, stdout.getvalue(), stderr.getvalue(), delivered, server.get_host_and_port(),
+                    server._thread, seconds)
+
+
+def _refuses(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=2):
+            return False
+    except OSError:
+        return True
+
+
+def _check(run: LocalRun) -> None:
+    assert run.code == 0, run.stderr
+    ids = [d["finding_id"] for d in run.delivered]
+    assert len(ids) == 2 and len(set(ids)) == 2  # both findings, each delivered exactly once
+    assert sorted(d["finding"]["device"]["hostname"] for d in run.delivered) == ["mac-01", "mac-02"]
+    assert all(d["revision"] == 1 and d["finding"]["is_alert"] for d in run.delivered)
+    assert "[ALERT] AN1316 chain on mac-01: Safari download UpdateHelper opened" in run.stdout
+    assert "[ALERT] AN1316 chain on mac-02: Microsoft Word spawned zsh which connected to 203.0.113.7" in run.stdout
+    assert "findings: 2 (2 alerts)" in run.stderr
+    assert run.address[0] == "127.0.0.1"
+    assert _refuses(run.address)  # nothing left listening
+    assert run.thread is not None and not run.thread.is_alive()
+    assert run.seconds < 60
+
+
+def test_cli_local_bundled_samples_both_findings_delivered_once_and_server_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _run(tmp_path / "first", monkeypatch)
+
+    _check(run)
+    for delivered in run.delivered:
+        story = delivered["finding"]["unmapped"]["chainwatch"]["story"]
+        assert story.splitlines()[0] in run.stdout  # each finding's story is printed
+
+
+def test_cli_local_second_run_in_same_process_works_like_the_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _run(tmp_path / "first", monkeypatch)
+    second = _run(tmp_path / "second", monkeypatch)
+
+    _check(first)
+    _check(second)
+    assert second.address != first.address or _refuses(first.address)
+    assert sorted(d["finding_id"] for d in second.delivered) == sorted(d["finding_id"] for d in first.delivered)
+
+
+def test_cli_local_sink_that_stays_down_exits_non_zero_and_still_stops_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(self: FileSink, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
+        return results_for(deliveries, Outcome.FAILED_TRANSIENT, "disk full")
+
+    monkeypatch.setattr(FileSink, "send", down)
+    run = _run(tmp_path / "out", monkeypatch)
+
+    assert run.code == 2
+    assert "dispatch still failing after 5 deliveries" in run.stderr
+    assert "chainwatch: error: records still failing after re-delivery" in run.stderr
+    assert run.delivered == []
+    assert _refuses(run.address)
+    assert run.thread is not None and not run.thread.is_alive()
+
+
+def test_cli_local_handler_that_raises_propagates_and_still_stops_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: FileSink, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(FileSink, "send", broken)
+    with pytest.raises(OSError, match="read-only"):
+        _run(tmp_path / "out", monkeypatch)
+
+    (server,) = _RecordingServer.started
+    assert _refuses(server.get_host_and_port())
+    assert server._thread is not None and not server._thread.is_alive()
