@@ -28,9 +28,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                         ("HostsTouched", report.hosts_touched), ("HostsSkipped", report.hosts_skipped),
                         ("Quarantined", report.quarantined), ("StateConflicts", report.conflicts),
                         ("StateEntriesTrimmed", report.trimmed),
+                        ("StateResets", len(report.state_resets)),
                         ("FindingsWritten", report.findings_written),
                         ("BatchItemFailures", len(report.failed_sequence_numbers))):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for reset in report.state_resets:
+        logger.warning("stored host state was unreadable and was started afresh", extra={"detail": reset})
     logger.info("correlated batch", extra={"records": report.records, "events": report.events,
                                            "findings_written": report.findings_written,
                                            "failures": len(report.failed_sequence_numbers)})

@@ -87,9 +87,11 @@ def assemble(state: HostState, policy: Policy) -> list[Finding]:
     if not candidates:
         return []
     index = table.children_index()
+    # The apps' own images (the stage-1 exec fallback), found once per assembly rather than once per candidate.
+    app_nodes = [n for n in table.nodes.values() if n.role is not None and n.role.role is Role.APP]
     findings = {}
     for candidate in candidates:
-        finding = _build(candidate, state, policy, index)
+        finding = _build(candidate, state, policy, index, app_nodes)
         if finding is not None:
             findings[finding.finding_id] = finding
     return [findings[k] for k in sorted(findings)]
@@ -336,8 +338,8 @@ def _pick_file(candidate: _Candidate, state: HostState, policy: Policy,
     return None
 
 
-def _pick_activity(candidate: _Candidate, state: HostState, policy: Policy,
-                   before_ns: int) -> tuple[int, str, str, Strength, AppActivity | ProcNode] | None:
+def _pick_activity(candidate: _Candidate, state: HostState, policy: Policy, before_ns: int,
+                   app_nodes: list[ProcNode]) -> tuple[int, str, str, Strength, AppActivity | ProcNode] | None:
     stage3_time = candidate.stage3.start_ns
     best: tuple[int, str, str, Strength, AppActivity | ProcNode] | None = None
     for activity in state.apps:
@@ -361,8 +363,8 @@ def _pick_activity(candidate: _Candidate, state: HostState, policy: Policy,
             best = option
     if best is not None:
         return best
-    for node in state.processes.nodes.values():
-        if node.role is not None and node.role.role is Role.APP and node.role.name == candidate.app.name \
+    for node in app_nodes:
+        if node.role is not None and node.role.name == candidate.app.name \
                 and (candidate.app_pid is None or node.pid == candidate.app_pid) and node.start_ns <= before_ns \
                 and before_ns - node.start_ns <= policy.app_to_file_ns:
             strength = Strength.STRONG if candidate.app_pid is not None else Strength.WEAK
@@ -452,7 +454,7 @@ def _credential_prompt(node: ProcNode) -> bool:
 
 
 def _build(candidate: _Candidate, state: HostState, policy: Policy,
-           index: dict[str, list[ProcNode]]) -> Finding | None:
+           index: dict[str, list[ProcNode]], app_nodes: list[ProcNode]) -> Finding | None:
     table = state.processes
     stage3 = candidate.stage3
     tree_below = table.descendants(stage3, index)[:_MAX_TREE]
@@ -462,7 +464,7 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
     picked_file = _pick_file(candidate, state, policy, tree)
     egress, allowed = _egress(candidate, state, policy, tree)
     before = picked_file[0].time_ns if picked_file else stage3.start_ns
-    activity = _pick_activity(candidate, state, policy, before)
+    activity = _pick_activity(candidate, state, policy, before, app_nodes)
 
     end_ns = egress[0].time_ns if egress else stage3.start_ns
     if activity is not None and end_ns - activity[0] > policy.window_ns:

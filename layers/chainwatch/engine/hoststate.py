@@ -101,7 +101,10 @@ def process_matters(policy: Policy, ref: ProcessRef) -> tuple[bool, Classificati
 def admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
     """Add ``event`` to ``state`` when it can matter to a chain. Returns whether the state changed."""
     # The same record delivered twice (at-least-once delivery) must not be kept twice.
-    identity = (str(event.raw), str(event.time_ns))
+    # One record can yield several events (a download and its quarantine attribute; one xattr event per
+    # attribute): the identity names the event within its record, not just the record.
+    identity = (f"{event.raw}|{event.kind.value}|{getattr(event, 'path', '')}|{getattr(event, 'name', '')}",
+                str(event.time_ns))
     if identity in state.seen:
         return False
     state.watermark_ns = max(state.watermark_ns, event.time_ns)

@@ -82,6 +82,8 @@ class BatchReport:
     state_writes: int = 0
     #: State entries the codec dropped (oldest first) to keep items under DynamoDB's size limit.
     trimmed: int = 0
+    #: Hosts whose stored state could not be decoded and was started afresh (with the reasons).
+    state_resets: list[str] = field(default_factory=list)
     findings_written: int = 0
     failed_sequence_numbers: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -223,8 +225,10 @@ def _sequence_key(sequence: str) -> tuple[int, str]:
 
 def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: DynamoStateStore, max_retries: int,
                  now_ns: Callable[[], int], report: BatchReport) -> None:
-    for _attempt in range(max_retries + 1):
+    for attempt in range(max_retries + 1):
         loaded = store.load(host)
+        if loaded.reset_reason and attempt == 0:
+            report.state_resets.append(f"{host}: {loaded.reset_reason}")
         report.state_reads += 1
         result = correlate_host(loaded.state, events, policy)
         if not result.admitted and not result.changed:

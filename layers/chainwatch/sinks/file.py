@@ -19,10 +19,15 @@ class FileSink(Sink):
 
     def send(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
         path = Path(self.option("path", required=True))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as handle:
-            for delivery in deliveries:
-                handle.write(orjson.dumps({"finding_id": delivery.finding_id, "revision": delivery.revision,
-                                           "finding": delivery.document}) + b"\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab") as handle:
+                for delivery in deliveries:
+                    handle.write(orjson.dumps({"finding_id": delivery.finding_id, "revision": delivery.revision,
+                                               "finding": delivery.document}) + b"\n")
+        except OSError as exc:
+            # A full disk or a permission problem may clear; the dispatcher retries what was not delivered.
+            return [DeliveryResult(d.finding_id, d.revision, Outcome.FAILED_TRANSIENT, f"cannot write {path}: "
+                                   f"{exc.strerror or exc}") for d in deliveries]
         return [DeliveryResult(d.finding_id, d.revision, Outcome.DELIVERED, f"appended to {path}")
                 for d in deliveries]

@@ -19,6 +19,7 @@ import gzip
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,8 @@ def read_path(path: Path) -> Iterator[Item]:
     try:
         with opener(path, "rb") as handle:
             yield from read_stream(handle, origin)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # Records read before the damage were already yielded; the rest of the file is set aside with the reason.
         yield Rejection(RawRef(origin), f"cannot read file: {exc}")
 
 
@@ -109,7 +111,7 @@ def read_bytes(data: bytes, origin: str) -> Iterator[Item]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             yield Rejection(RawRef(origin), f"invalid gzip data: {exc}", excerpt=excerpt(data[:40]))
             return
     yield from read_stream(iter(data.splitlines(keepends=True)), origin)

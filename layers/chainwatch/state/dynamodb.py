@@ -26,7 +26,7 @@ from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chainwatch.engine.codec import dumps_state, loads_state
+from chainwatch.engine.codec import StateDecodeError, dumps_state, loads_state
 from chainwatch.engine.hoststate import HostState
 from chainwatch.errors import StateConflictError, TransientError
 
@@ -121,6 +121,8 @@ def _code(exc: Exception) -> str:
 class LoadedState:
     state: HostState
     item: Any | None  # the pynamodb item (carries the version for the conditional write)
+    #: Why the stored state was not used (undecodable: corrupted, or written by an incompatible version).
+    reset_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,12 @@ class DynamoStateStore:
         if item is None or item.blob is None or (item.expires_at is not None and item.expires_at <= self._now()):
             # Expired (or never written): start afresh, but keep the item so the write conditions on its version.
             return LoadedState(HostState(host), item)
-        return LoadedState(loads_state(item.blob), item)
+        try:
+            return LoadedState(loads_state(item.blob), item)
+        except StateDecodeError as exc:
+            # Failing would block the shard until the records age out; starting afresh loses only this host's
+            # partial chains, and the caller counts and logs it.
+            return LoadedState(HostState(host), item, reset_reason=str(exc))
 
     def commit(self, loaded: LoadedState, outbox: list[OutboxRecord], expires_ns: int) -> None:
         """Save the state and its outbox records in one transaction, conditional on the version read.

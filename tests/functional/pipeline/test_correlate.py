@@ -298,7 +298,7 @@ def test_process_batch_poison_between_good_records_quarantined_with_reason_and_g
         assert message["partition_key"] == "mac-01"
     # Both good records are in the state (an admitted record's identity is its stream position and time).
     state, _, _ = stored_state(session, aws.tables.state, "mac-01")
-    held = {ref.rsplit("#", 1)[1] for ref, _ in state.seen}
+    held = {ref.split("|", 1)[0].rsplit("#", 1)[1] for ref, _ in state.seen}
     assert held == {sequence[0], sequence[5]}
 
 
@@ -423,7 +423,7 @@ def test_process_batch_concurrent_writer_between_load_and_commit_conflict_retrie
     assert report.failed_sequence_numbers == []
     state, version, _ = stored_state(session, aws.tables.state, "mac-02")
     assert version == 2  # the interloper's write, then ours on top of it
-    held = {ref.rsplit("#", 1)[1] for ref, _ in state.seen}
+    held = {ref.split("|", 1)[0].rsplit("#", 1)[1] for ref, _ in state.seen}
     assert held & {r.sequence_number for r in mine} and held & {r.sequence_number for r in theirs}
     # Nothing lost: the same state as one writer processing both parts.
     single = _other_tables(session, "single")
@@ -635,9 +635,6 @@ def test_lambda_handler_poison_quarantined_and_no_failure_reported(
 # -- known gaps outside the pipeline (strict: they fail loudly once fixed, so the marker gets removed) --------
 
 
-@pytest.mark.xfail(strict=True, reason="hoststate.admit keys a record's identity by (raw, time) only, so the second "
-                                       "event of a two-event record (Jamf Protect download: file + quarantine "
-                                       "xattr) is taken for a redelivery of the first and dropped")
 def test_correlate_host_two_events_from_one_record_both_admitted() -> None:
     from chainwatch.sources import Normalizer
     from chainwatch.sources.reader import read_path
@@ -648,3 +645,21 @@ def test_correlate_host_two_events_from_one_record_both_admitted() -> None:
     state = HostState(events[0].host)
     result = correlate_host(state, events, POLICY)
     assert (result.admitted, len(state.files), len(state.xattrs)) == (2, 1, 1)
+
+
+def test_correlate_unreadable_stored_state_started_afresh_and_reported(aws: Any) -> None:
+    """A corrupted (or newer-format) state item must not block the shard: the host starts afresh, counted."""
+    from chainwatch.pipeline.correlate import KinesisRecord, process_batch
+    from chainwatch.policy import load_policy
+    from chainwatch.state.dynamodb import STATE_SK, DynamoStateStore, make_models
+
+    models = make_models(aws.tables)
+    models.state("host#mac-01", STATE_SK, blob=b"not zlib at all", watermark_ns=0).save()
+    store = DynamoStateStore(models)
+    records = [KinesisRecord(str(i + 1), host, data, "shardId-0") for i, (host, data) in
+               enumerate(sample_entries()) if host == "mac-01"]
+    report = process_batch(records, policy=load_policy(), store=store, quarantine=lambda entries: None,
+                           now_ns=lambda: NOW_NS)
+    assert report.failed_sequence_numbers == []
+    assert len(report.state_resets) == 1 and "mac-01" in report.state_resets[0]
+    assert report.state_writes == 1 and report.findings_written == 1

@@ -286,7 +286,8 @@ def test_eviction_after_window_state_shrinks_finding_kept() -> None:
     engine.flush()
     assert len(state) < before and len(state) <= 1
     assert state.horizon_ns > at(0)
-    assert state.seen == {("later.unifiedlog.jsonl:1", str(later.events[0].time_ns))}
+    assert {(ref.split("|", 1)[0], stamp) for ref, stamp in state.seen} == {
+        ("later.unifiedlog.jsonl:1", str(later.events[0].time_ns))}
     finding = only(engine.all_findings())  # aged-out evidence never withdraws or downgrades a finding
     assert finding.stage_numbers == (1, 2, 3, 4)
 
