@@ -154,18 +154,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_local(args: argparse.Namespace) -> int:
-    from chainwatch.local import run_local
-
+def _repo_root(args: argparse.Namespace) -> Path | None:
     root = Path(args.root).resolve()
     if not (root / "template.yaml").is_file():
         print(f"chainwatch: error: {root} has no template.yaml (run from the repository or pass --root)",
               file=sys.stderr)
+        return None
+    return root
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from chainwatch.local import run_local, standins
+
+    root = _repo_root(args)
+    if root is None:
         return 2
     out_dir = Path(args.out_dir)
-    sinks = [{"kind": "file", "name": "local-file", "path": str(out_dir / "findings.jsonl")}]
-    result = run_local(root, [Path(p) for p in args.paths] or [root / "events"], sinks=sinks,
-                       batch_size=args.batch_size)
+    with standins(root, out_dir) as local:
+        result = run_local(root, [Path(p) for p in args.paths] or [root / "events"], sinks=local.sinks,
+                           secrets=local.secrets, batch_size=args.batch_size)
+        delivered = local.summary()
     for finding in result.findings:
         story = finding.get("unmapped", {}).get("chainwatch", {}).get("story", finding.get("message", ""))
         if finding.get("is_alert") or args.all:
@@ -174,9 +182,57 @@ def cmd_local(args: argparse.Namespace) -> int:
     hops = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result.hops.items())
     print(f"local pipeline: {result.records_put} records put on Kinesis; correlate invoked "
           f"{result.correlate_invocations}x, dispatch {result.dispatch_invocations}x; findings: "
-          f"{len(result.findings)} ({alerts} alerts); delivered to {out_dir / 'findings.jsonl'}; {hops}",
-          file=sys.stderr)
+          f"{len(result.findings)} ({alerts} alerts); {delivered}; findings also in {out_dir / 'findings.jsonl'}; "
+          f"{hops}", file=sys.stderr)
     return 0
+
+
+def cmd_canary(args: argparse.Namespace) -> int:
+    from chainwatch.canary import CanaryResult, aws_hops, build_canary, run_canary
+    from chainwatch.policy import load_policy
+
+    policy = load_policy(args.policy, window=args.window)
+    chain = build_canary(policy)
+    if args.local:
+        from chainwatch.local import run_local, standins
+
+        root = _repo_root(args)
+        if root is None:
+            return 2
+        with standins(root, Path(args.out_dir)) as local:
+            outcome = run_local(root, [], records=list(chain.records), sinks=local.sinks, secrets=local.secrets)
+        expected = {s["name"] for s in local.sinks}
+        got = outcome.deliveries.get(chain.finding_id, set())
+        result = CanaryResult(ok=False, finding_id=chain.finding_id,
+                              hops={"stream put + correlate -> outbox": outcome.hops.get("correlate", 0.0),
+                                    "dispatch -> sinks": outcome.hops.get("dispatch", 0.0)})
+        if not any(f["finding_info"]["uid"] == chain.finding_id for f in outcome.findings):
+            result.stopped_at, result.message = "correlate", "the canary finding never reached the outbox"
+        elif not expected <= got:
+            result.stopped_at = "dispatch"
+            result.message = f"not settled at sink(s): {', '.join(sorted(expected - got))}"
+        else:
+            result.ok, result.message = True, f"canary {chain.run_id} settled at {', '.join(sorted(got))}"
+    else:
+        import boto3
+
+        if not (args.stream and args.findings_table and args.deliveries_table):
+            print("chainwatch: error: canary needs --local, or --stream, --findings-table and --deliveries-table "
+                  "(the deployed stack's outputs)", file=sys.stderr)
+            return 2
+        session = boto3.session.Session(region_name=args.region) if args.region else boto3.session.Session()
+        put, revision, sinks = aws_hops(session, stream=args.stream, findings_table=args.findings_table,
+                                        deliveries_table=args.deliveries_table, endpoint_url=args.endpoint_url)
+        result = run_canary(chain, put_records=put, finding_revision=revision, delivered_to=sinks,
+                            expected_sinks=set(args.sink or []), timeout_s=args.timeout)
+    print(f"canary host {chain.host}, finding {chain.finding_id}")
+    for hop, seconds in result.hops.items():
+        print(f"  {hop:<36} {seconds:8.2f} s")
+    if result.ok:
+        print(f"OK: {result.message}")
+        return 0
+    print(f"FAILED at {result.stopped_at}: {result.message}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--batch-size", type=int, default=100, help="Kinesis records per correlate invocation")
     local.add_argument("--all", action="store_true", help="also print non-alert findings")
     local.set_defaults(func=cmd_local)
+
+    canary = sub.add_parser("canary", help="send a harmless, marked synthetic chain through the pipeline and time it")
+    canary.add_argument("--local", action="store_true", help="through the embedded local pipeline")
+    canary.add_argument("--root", default=".", help="repository root (with --local)")
+    canary.add_argument("--out-dir", default="out/canary", help="where the local sinks write (with --local)")
+    canary.add_argument("--stream", help="Kinesis stream of the deployed stack")
+    canary.add_argument("--findings-table", help="the stack's findings outbox table")
+    canary.add_argument("--deliveries-table", help="the stack's deliveries table")
+    canary.add_argument("--sink", action="append", help="a sink name that must settle the canary (repeatable)")
+    canary.add_argument("--region", help="AWS region of the stack")
+    canary.add_argument("--endpoint-url", help="an alternative AWS endpoint")
+    canary.add_argument("--timeout", type=float, default=300.0, help="seconds to wait at each hop")
+    canary.add_argument("--policy", metavar="FILE", help="policy file (default: the bundled policy)")
+    canary.add_argument("--window", metavar="DURATION", help="policy window override")
+    canary.set_defaults(func=cmd_canary)
     return parser
 
 

@@ -11,6 +11,7 @@ stopped before it returns.
 from __future__ import annotations
 
 import base64
+import importlib
 import importlib.util
 import os
 import sys
@@ -182,6 +183,8 @@ class LocalRunResult:
     findings: list[dict[str, Any]] = field(default_factory=list)
     hops: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
+    #: finding id -> sinks that settled it (delivered, or skipped by design such as a canary at a ticketing sink)
+    deliveries: dict[str, set[str]] = field(default_factory=dict)
     #: Handler invocations that still reported failures after every re-delivery.
     gave_up: list[str] = field(default_factory=list)
 
@@ -202,6 +205,8 @@ def run_local(
     root: Path,
     events: list[Path],
     *,
+    records: list[tuple[str, bytes]] | None = None,
+    secrets: Mapping[str, Any] | None = None,
     sinks: list[dict[str, Any]] | None = None,
     batch_size: int = 100,
     out: Callable[[str], None] = print,
@@ -215,6 +220,13 @@ def run_local(
                                         aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
                                         aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"])
         names = create_resources(root / "template.yaml", session, endpoint)
+        if secrets:
+            # Sink credentials live in (emulated) Secrets Manager, read by the dispatch function through
+            # Powertools Parameters exactly as in AWS.
+            secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
+            for name, value in secrets.items():
+                secretsmanager.create_secret(Name=name, SecretString=value if isinstance(value, str)
+                                             else orjson.dumps(value).decode())
         result.hops["resources"] = time.monotonic() - started
         env = {
             "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
@@ -231,7 +243,8 @@ def run_local(
         with patched_env(env):
             kinesis: Any = session.client("kinesis", endpoint_url=endpoint)
             stream = names["TelemetryStream"]
-            entries = [{"PartitionKey": key, "Data": data} for key, data in telemetry_records(events)]
+            source = records if records is not None else list(telemetry_records(events))
+            entries = [{"PartitionKey": key, "Data": data} for key, data in source]
             for start in range(0, len(entries), 500):
                 kinesis.put_records(StreamName=stream, Records=entries[start:start + 500])
             result.records_put = len(entries)
@@ -276,6 +289,12 @@ def run_local(
             scanned: Any = table.scan()
             for item in scanned["Items"]:
                 result.findings.append(orjson.loads(str(item["document"])))
+            deliveries: Any = session.resource("dynamodb", endpoint_url=endpoint).Table(
+                names["DeliveriesTable"]).scan()
+            for item in deliveries["Items"]:
+                sort_key = str(item["sk"])
+                if not sort_key.startswith("ticket#") and item.get("outcome") in ("delivered", "skipped"):
+                    result.deliveries.setdefault(str(item["finding_id"]), set()).add(sort_key.rsplit("#", 1)[0])
     _forget_runtimes()  # bound to the server just stopped
     if result.gave_up:
         raise LocalRunError(f"records still failing after re-delivery: {', '.join(result.gave_up)} (see above)")
@@ -306,3 +325,59 @@ def _invoke_until_done(module: ModuleType, event: dict[str, Any], name: str, att
         records = records[index:]
     print(f"chainwatch local: {name} still failing after {attempts} deliveries", file=sys.stderr)
     return False
+
+
+@dataclass
+class StandIns:
+    """Local stand-ins of a SIEM (Splunk HEC) and a ticket system (Jira) and the sink settings that reach them."""
+
+    sinks: list[dict[str, Any]]
+    secrets: dict[str, Any]
+    splunk: Any
+    jira: Any
+
+    def summary(self) -> str:
+        issues = sorted(self.jira.issues.values(), key=lambda i: i["key"])
+        tickets = ", ".join(f"{i['key']} ({len(i['comments'])} comments)" for i in issues) or "none"
+        return f"Splunk HEC stand-in received {len(self.splunk.events)} event(s); Jira stand-in holds {tickets}"
+
+
+@contextmanager
+def standins(root: Path, out_dir: Path) -> Iterator[StandIns]:
+    """Start the vendor stand-ins bundled with the tests (``tests/standins``) on loopback; always stop them.
+
+    They speak each vendor's documented contract (paths, auth headers, status codes), so the local run exercises
+    the real sink code. The credentials are made up for this run and stored in emulated Secrets Manager.
+    """
+    folder = root / "tests"
+    if not (folder / "standins" / "splunk.py").is_file():
+        raise ConfigError(f"{folder / 'standins'} not found: the local stand-ins ship with the repository's tests")
+    sys.path.insert(0, str(folder))
+    try:
+        # Imported by name: the stand-ins are part of the repository's tests, not of the shipped library.
+        jira_module: Any = importlib.import_module("standins.jira")
+        splunk_module: Any = importlib.import_module("standins.splunk")
+    finally:
+        sys.path.remove(str(folder))
+    splunk, splunk_url = splunk_module.start_splunk_server()
+    try:
+        jira, jira_url = jira_module.start_jira_server()
+    except OSError:
+        splunk.stop()
+        raise
+    try:
+        yield StandIns(
+            sinks=[
+                {"kind": "file", "name": "local-file", "path": str(out_dir / "findings.jsonl")},
+                {"kind": "splunk_hec", "name": "splunk", "url": splunk_url, "token_secret": "chainwatch/local/splunk",
+                 "index": "main"},
+                {"kind": "jira", "name": "jira", "url": jira_url, "project_key": "SEC",
+                 "token_secret": "chainwatch/local/jira"},
+            ],
+            secrets={"chainwatch/local/splunk": {"token": splunk_module.DEFAULT_TOKEN},
+                     "chainwatch/local/jira": {"email": jira_module.DEFAULT_EMAIL,
+                                               "api_token": jira_module.DEFAULT_API_TOKEN}},
+            splunk=splunk, jira=jira)
+    finally:
+        splunk.stop()
+        jira.stop()

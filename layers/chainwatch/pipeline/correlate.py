@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from chainwatch.canary import is_canary_host
 from chainwatch.engine.engine import correlate_host, would_admit
 from chainwatch.errors import StateConflictError, TransientError
 from chainwatch.events import AnyEvent, SourceFormat
@@ -234,7 +235,7 @@ def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: Dynam
         if not result.admitted and not result.changed:
             return  # every record was already in the state: a redelivery
         outbox = [OutboxRecord(f.finding_id, f.host, revision, orjson.dumps(to_ocsf(f, policy)).decode(), digest,
-                               f.is_alert) for f, revision, digest in result.changed]
+                               f.is_alert, canary=is_canary_host(f.host)) for f, revision, digest in result.changed]
         expires_ns = max(loaded.state.watermark_ns, now_ns()) + 2 * policy.window_ns
         try:
             store.commit(loaded, outbox, expires_ns)
