@@ -117,9 +117,22 @@ def _correlate(args: argparse.Namespace) -> tuple[Policy, list[Finding], dict[st
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from chainwatch.coverage import fleet_summary, render_text
+    from chainwatch.coverage import fleet_summary, read_table, render_text, verdict
 
-    _policy, _findings, coverages, verdicts = _correlate(args)
+    if args.table:
+        import boto3
+
+        from chainwatch.policy import load_policy
+
+        policy = load_policy(args.policy, window=args.window)
+        client = boto3.client("dynamodb", region_name=args.region, endpoint_url=args.endpoint_url)
+        coverages = read_table(client, args.table)
+        verdicts = [verdict(coverages[h], policy.window_ns) for h in sorted(coverages)]
+    elif args.paths:
+        _policy, _findings, coverages, verdicts = _correlate(args)
+    else:
+        print("chainwatch: error: coverage needs PATH... or --table", file=sys.stderr)
+        return 2
     if args.json:
         doc = {"hosts": [{"host": v.host, "can_complete": v.can_complete, "reasons": list(v.reasons),
                           "needs": [{"need": n.need, "status": n.status, "detail": n.detail} for n in v.needs],
@@ -239,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chainwatch", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_input_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (read recursively)")
+    def add_input_options(p: argparse.ArgumentParser, nargs: str = "+") -> None:
+        p.add_argument("paths", nargs=nargs, metavar="PATH", help="files or folders (read recursively)")
         p.add_argument("--host", help="host id for records that carry none (default: the file's folder name)")
         p.add_argument("--format", choices=_FORMATS, default="auto", help="telemetry format (default: auto)")
         p.add_argument("--rejects", metavar="FILE", help="write rejected records (with reasons) to FILE")
@@ -260,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect.set_defaults(func=cmd_detect)
 
     coverage = sub.add_parser("coverage", help="readiness: can each host's telemetry complete AN1316?")
-    add_input_options(coverage)
+    add_input_options(coverage, nargs="*")
+    coverage.add_argument("--table", help="read the deployed state table's coverage items instead of files")
+    coverage.add_argument("--region", help="AWS region of the table")
+    coverage.add_argument("--endpoint-url", help="an alternative AWS endpoint")
     coverage.add_argument("--policy", metavar="FILE", help="policy file (default: the bundled policy)")
     coverage.add_argument("--window", metavar="DURATION", help="stage-1 to stage-4 window, e.g. 1h")
     coverage.add_argument("--json", action="store_true", help="machine-readable report")

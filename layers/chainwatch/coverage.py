@@ -352,3 +352,138 @@ def render_text(verdicts: list[Verdict], coverages: dict[str, HostCoverage]) -> 
 
 
 __all__ = ["NEEDS", "NEED_TITLES", "HostCoverage", "SourceFormat", "Verdict", "fleet_summary", "verdict"]
+
+
+# -- persistence in the state table ---------------------------------------------------------------------------
+
+COVERAGE_SK = "coverage"
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)[:40]
+
+
+def update_request(coverage: HostCoverage, expires_at: int) -> dict[str, Any]:
+    """``UpdateItem`` arguments that add this period's counters to a host's coverage item (no read needed).
+
+    Counts are ``ADD``ed; last-seen times are ``SET`` (a flush carries the newest it saw, and flushes of one host
+    come from one shard in order, so the last write is the newest).
+    """
+    adds: dict[str, int] = {}
+    sets: dict[str, int] = {"expires_at": expires_at}
+    for need, (count, last) in coverage.needs.items():
+        adds[f"n_{need}"] = count
+        sets[f"t_{need}"] = last
+    for source, stats in coverage.sources.items():
+        name = _safe_name(source)
+        adds[f"s_{name}_n"] = stats.count
+        adds[f"s_{name}_ooo"] = stats.out_of_order
+        sets[f"s_{name}_new"] = stats.newest_ns
+        sets[f"s_{name}_old"] = stats.oldest_ns
+    for key, value in (("ex_total", coverage.exec_total), ("ex_parent", coverage.exec_with_parent),
+                       ("ex_args", coverage.exec_with_args), ("ex_sign", coverage.exec_with_signing),
+                       ("ex_app", coverage.app_execs), ("net_total", coverage.net_total),
+                       ("net_entity", coverage.net_with_entity), ("net_pid", coverage.net_with_pid)):
+        adds[key] = value
+    for name, count in coverage.stalled.items():
+        adds[f"st_{_safe_name(name)}"] = count
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    clauses_add, clauses_set = [], []
+    for index, (key, value) in enumerate(sorted(adds.items())):
+        names[f"#a{index}"] = key
+        values[f":a{index}"] = {"N": str(value)}
+        clauses_add.append(f"#a{index} :a{index}")
+    for index, (key, value) in enumerate(sorted(sets.items())):
+        names[f"#s{index}"] = key
+        values[f":s{index}"] = {"N": str(value)}
+        clauses_set.append(f"#s{index} = :s{index}")
+    return {"Key": {"pk": {"S": f"host#{coverage.host}"}, "sk": {"S": COVERAGE_SK}},
+            "UpdateExpression": f"ADD {', '.join(clauses_add)} SET {', '.join(clauses_set)}",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+
+def from_item(item: dict[str, Any]) -> HostCoverage:
+    """A coverage item (low-level DynamoDB JSON) back to :class:`HostCoverage`."""
+    def number(key: str) -> int:
+        value = item.get(key)
+        return int(value["N"]) if isinstance(value, dict) and "N" in value else 0
+
+    host = str(item["pk"]["S"]).split("#", 1)[1]
+    coverage = HostCoverage(host)
+    for key in item:
+        if key.startswith("n_"):
+            need = key[2:]
+            coverage.needs[need] = [number(key), number(f"t_{need}")]
+        elif key.startswith("s_") and key.endswith("_n"):
+            source = key[2:-2]
+            coverage.sources[source] = SourceStats(number(key), number(f"s_{source}_new"), number(f"s_{source}_old"),
+                                                   number(f"s_{source}_ooo"))
+        elif key.startswith("st_"):
+            coverage.stalled[key[3:]] = number(key)
+    coverage.exec_total, coverage.exec_with_parent = number("ex_total"), number("ex_parent")
+    coverage.exec_with_args, coverage.exec_with_signing = number("ex_args"), number("ex_sign")
+    coverage.app_execs = number("ex_app")
+    coverage.net_total, coverage.net_with_entity, coverage.net_with_pid = (
+        number("net_total"), number("net_entity"), number("net_pid"))
+    return coverage
+
+
+def read_table(client: Any, table: str) -> dict[str, HostCoverage]:
+    """Every host's coverage item from a deployed state table (expired items filtered: TTL deletes lazily)."""
+    import time as _time
+
+    now = int(_time.time())
+    hosts: dict[str, HostCoverage] = {}
+    kwargs: dict[str, Any] = {"TableName": table, "FilterExpression": "sk = :c AND (attribute_not_exists(expires_at) "
+                              "OR expires_at > :now)",
+                              "ExpressionAttributeValues": {":c": {"S": COVERAGE_SK}, ":now": {"N": str(now)}}}
+    while True:
+        page = client.scan(**kwargs)
+        for item in page.get("Items", []):
+            coverage = from_item(item)
+            hosts[coverage.host] = coverage
+        if "LastEvaluatedKey" not in page:
+            return hosts
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class CoverageBuffer:
+    """Per-container coverage counters, flushed to the state table at most once per interval per host.
+
+    Counting every host in every batch would cost a DynamoDB call for hosts whose records carry nothing the chain
+    can use; buffering keeps that to one ``UpdateItem`` per host per interval. Counters of a container that is
+    recycled before its next flush are lost, so coverage volumes are lower bounds (good enough for "is this
+    telemetry flowing and attributable"; the verdicts use shares and last-seen times).
+    """
+
+    def __init__(self, policy: Policy, *, interval_ns: int = 300 * 10**9,
+                 retention_ns: int = 7 * 86_400 * 10**9) -> None:
+        self.policy = policy
+        self.interval_ns = interval_ns
+        self.retention_ns = retention_ns
+        self.pending: dict[str, HostCoverage] = {}
+        self.flushed_at: dict[str, int] = {}
+
+    def observe(self, events: Iterable[AnyEvent]) -> None:
+        collect(events, self.policy, self.pending)
+
+    def note_findings(self, findings: Iterable[Finding]) -> None:
+        for finding in findings:
+            coverage = self.pending.get(finding.host)
+            if coverage is None:
+                coverage = self.pending[finding.host] = HostCoverage(finding.host)
+            coverage.note_findings([finding])
+
+    def due(self, now_ns: int) -> list[HostCoverage]:
+        """Counters whose host has not been flushed for an interval (removed from the buffer)."""
+        ready = [h for h in self.pending if now_ns - self.flushed_at.get(h, 0) >= self.interval_ns]
+        out = []
+        for host in ready:
+            out.append(self.pending.pop(host))
+            self.flushed_at[host] = now_ns
+        return out
+
+    def requests(self, now_ns: int) -> list[dict[str, Any]]:
+        expires = (now_ns + self.retention_ns) // 10**9
+        return [update_request(c, expires) for c in self.due(now_ns)]

@@ -16,7 +16,10 @@ import boto3
 import requests
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, KinesisStreamEvent
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
+from chainwatch.coverage import CoverageBuffer
+from chainwatch.errors import TransientError
 from chainwatch.pipeline.correlate import BatchReport, KinesisRecord, process_batch
 from chainwatch.pipeline.dispatch import DispatchReport, dispatch, parse_stream_records, sqs_sender
 from chainwatch.policy import Policy, load_policy
@@ -49,6 +52,13 @@ class CorrelateRuntime:
     policy: Policy
     store: DynamoStateStore
     clients: Clients
+    coverage: CoverageBuffer
+
+    def write_coverage(self, request: dict[str, Any]) -> None:
+        try:
+            self.clients.get("dynamodb").update_item(TableName=self.settings.tables.state, **request)
+        except (BotoCoreError, ClientError) as exc:
+            raise TransientError(f"coverage flush failed: {type(exc).__name__}") from exc
 
     def handle(self, event: Mapping[str, Any]) -> BatchReport:
         records = [KinesisRecord(r.kinesis.sequence_number, r.kinesis.partition_key, r.kinesis.data_as_bytes(),
@@ -56,7 +66,8 @@ class CorrelateRuntime:
                    for r in KinesisStreamEvent(dict(event)).records]
         return process_batch(records, policy=self.policy, store=self.store,
                              quarantine=sqs_sender(self.clients.get("sqs"), self.settings.quarantine_queue_url),
-                             max_conflict_retries=self.settings.max_conflict_retries, now_ns=time.time_ns)
+                             max_conflict_retries=self.settings.max_conflict_retries, now_ns=time.time_ns,
+                             coverage=self.coverage, coverage_writer=self.write_coverage)
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +75,7 @@ def correlate_runtime() -> CorrelateRuntime:
     settings = from_env()
     policy = load_policy(settings.policy_path, window=settings.window)
     store = DynamoStateStore(make_models(settings.tables))
-    return CorrelateRuntime(settings, policy, store, Clients(settings))
+    return CorrelateRuntime(settings, policy, store, Clients(settings), CoverageBuffer(policy))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from chainwatch.canary import is_canary_host
+from chainwatch.coverage import CoverageBuffer
 from chainwatch.engine.engine import correlate_host, would_admit
 from chainwatch.errors import StateConflictError, TransientError
 from chainwatch.events import AnyEvent, SourceFormat
@@ -83,6 +84,8 @@ class BatchReport:
     state_writes: int = 0
     #: State entries the codec dropped (oldest first) to keep items under DynamoDB's size limit.
     trimmed: int = 0
+    coverage_flushes: int = 0
+    coverage_flush_failures: int = 0
     #: Hosts whose stored state could not be decoded and was started afresh (with the reasons).
     state_resets: list[str] = field(default_factory=list)
     findings_written: int = 0
@@ -176,6 +179,8 @@ def process_batch(
     quarantine: Callable[[Sequence[QuarantineEntry]], None],
     max_conflict_retries: int = 5,
     now_ns: Callable[[], int],
+    coverage: CoverageBuffer | None = None,
+    coverage_writer: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchReport:
     """Correlate one batch. Never raises for bad input; raises nothing for transient failures either (they
     become batch item failures of the hosts they hit)."""
@@ -216,6 +221,19 @@ def process_batch(
         except TransientError:
             report.failed_sequence_numbers.extend(sequences_by_host[host])
     report.failed_sequence_numbers = sorted(set(report.failed_sequence_numbers), key=_sequence_key)
+    if coverage is not None:
+        coverage.observe(event for pairs in by_host.values() for event, _ in pairs)
+        # A three-stage chain that first appears here stalled for lack of some telemetry: the readiness report
+        # counts it against the host.
+        coverage.note_findings(f for f in report.findings if len(f.stages) < 4)
+        if coverage_writer is not None:
+            for request in coverage.requests(now_ns()):
+                try:
+                    coverage_writer(request)
+                    report.coverage_flushes += 1
+                except TransientError:
+                    # Coverage is a statistic: a failed flush is counted and dropped, never a batch failure.
+                    report.coverage_flush_failures += 1
     return report
 
 

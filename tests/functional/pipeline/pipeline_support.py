@@ -146,7 +146,8 @@ def state_items(session: boto3.session.Session, table: str, host: str) -> list[d
 
 def stored_state(session: boto3.session.Session, table: str, host: str) -> tuple[HostState, int, int]:
     """(decoded state, item version, expires_at) of a host's one state item."""
-    (item,) = state_items(session, table, host)
+    # The host's partition also holds its coverage counters (sk "coverage"): the state is the "state" item.
+    (item,) = [i for i in state_items(session, table, host) if i["sk"] == "state"]
     return loads_state(bytes(item["blob"])), int(item["version"]), int(item["expires_at"])
 
 

@@ -663,3 +663,44 @@ def test_correlate_unreadable_stored_state_started_afresh_and_reported(aws: Any)
     assert report.failed_sequence_numbers == []
     assert len(report.state_resets) == 1 and "mac-01" in report.state_resets[0]
     assert report.state_writes == 1 and report.findings_written == 1
+
+
+def test_correlate_coverage_flushed_to_state_table_and_read_back_by_cli(
+        aws: Any, session: boto3.session.Session, capsys: pytest.CaptureFixture[str]) -> None:
+    """Coverage counters land in the state table (one UpdateItem per host per interval) and `chainwatch coverage
+    --table` turns them into per-host verdicts."""
+    from chainwatch.cli import main
+    from chainwatch.coverage import CoverageBuffer, read_table
+    from chainwatch.errors import TransientError
+    from chainwatch.pipeline.correlate import KinesisRecord, process_batch
+    from chainwatch.policy import load_policy
+    from chainwatch.state.dynamodb import DynamoStateStore, make_models
+
+    client = session.client("dynamodb")
+    writes: list[dict[str, Any]] = []
+
+    def writer(request: dict[str, Any]) -> None:
+        writes.append(request)
+        try:
+            client.update_item(TableName=aws.tables.state, **request)
+        except client.exceptions.ClientError as exc:
+            raise TransientError(str(exc)) from exc
+
+    buffer = CoverageBuffer(load_policy(), interval_ns=0)
+    records = [KinesisRecord(str(i + 1), host, data, "shardId-0") for i, (host, data) in enumerate(sample_entries())]
+    report = process_batch(records, policy=load_policy(), store=DynamoStateStore(make_models(aws.tables)),
+                           quarantine=lambda entries: None, now_ns=lambda: NOW_NS, coverage=buffer,
+                           coverage_writer=writer)
+    assert report.coverage_flushes == len(writes) == 2  # one per host
+    hosts = read_table(client, aws.tables.state)
+    assert sorted(hosts) == ["mac-01", "mac-02"]
+    assert hosts["mac-01"].net_total == 3 and hosts["mac-01"].net_with_pid == 3
+    # The same buffer with an interval does not flush again at once (no call for those hosts).
+    quiet = CoverageBuffer(load_policy())
+    quiet.flushed_at = {"mac-01": NOW_NS, "mac-02": NOW_NS}
+    quiet.observe([])
+    assert quiet.requests(NOW_NS + 10**9) == []
+    code = main(["coverage", "--table", aws.tables.state, "--region", "us-east-1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "mac-01: can complete AN1316: yes" in out
