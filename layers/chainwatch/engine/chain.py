@@ -16,6 +16,7 @@ arrival order and this function is pure, findings are too.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from chainwatch.engine.hoststate import HostState
@@ -26,6 +27,7 @@ from chainwatch.events import (
     FileWrite,
     Gatekeeper,
     GatekeeperAction,
+    NetworkConnection,
     ProcessRef,
     XattrAction,
 )
@@ -68,6 +70,9 @@ class _Candidate:
 
 def assemble(state: HostState, policy: Policy) -> list[Finding]:
     """All chains visible in ``state``, as findings sorted by id."""
+    # Time order lets every window lookup below bisect instead of scanning all landed files per candidate.
+    state.files.sort(key=_file_order)
+    state.network.sort(key=_conn_order)
     table = state.processes
     candidates: list[_Candidate] = []
     for node in table.nodes.values():
@@ -89,15 +94,43 @@ def assemble(state: HostState, policy: Policy) -> list[Finding]:
     index = table.children_index()
     # The apps' own images (the stage-1 exec fallback), found once per assembly rather than once per candidate.
     app_nodes = [n for n in table.nodes.values() if n.role is not None and n.role.role is Role.APP]
+    files_by_pid: dict[int, list[FileWrite]] = {}
+    for landed in state.files:
+        if landed.process is not None:
+            files_by_pid.setdefault(landed.process.pid, []).append(landed)
     findings = {}
     for candidate in candidates:
-        finding = _build(candidate, state, policy, index, app_nodes)
+        finding = _build(candidate, state, policy, index, app_nodes, files_by_pid)
         if finding is not None:
             findings[finding.finding_id] = finding
     return [findings[k] for k in sorted(findings)]
 
 
 # -- stage 3 -------------------------------------------------------------------------------------------------
+
+
+def _file_order(landed: FileWrite) -> tuple[int, str, str]:
+    return landed.time_ns, str(landed.raw), landed.path
+
+
+def _files_between(state: HostState, start_ns: int, end_ns: int) -> list[FileWrite]:
+    """Landed files with ``start_ns <= time <= end_ns`` (``state.files`` is time-sorted by :func:`assemble`)."""
+    files = state.files
+    low = bisect_left(files, start_ns, key=_time_of)
+    high = bisect_right(files, end_ns, key=_time_of)
+    return files[low:high]
+
+
+def _time_of(landed: FileWrite) -> int:
+    return landed.time_ns
+
+
+def _conn_order(conn: NetworkConnection) -> tuple[int, str]:
+    return conn.time_ns, str(conn.raw)
+
+
+def _conn_time(conn: NetworkConnection) -> int:
+    return conn.time_ns
 
 
 def _role_of(node: ProcNode, policy: Policy) -> Role | None:
@@ -186,9 +219,7 @@ def _quarantine_candidate(node: ProcNode, state: HostState, policy: Policy) -> _
     bundle_lower = bundle.lower()
     volume = bundle.split("/")[2] if bundle.startswith("/Volumes/") and bundle.count("/") >= 3 else None
     best: tuple[int, int, FileWrite, str, Strength] | None = None
-    for landed in state.files:
-        if landed.time_ns > node.start_ns or node.start_ns - landed.time_ns > policy.file_to_exec_ns:
-            continue
+    for landed in _files_between(state, node.start_ns - policy.file_to_exec_ns, node.start_ns):
         writer_role = policy.classify(landed.process.executable, landed.process.signature) \
             if landed.process else None
         if writer_role is None or writer_role.role not in _APP_ROLES:
@@ -266,9 +297,7 @@ def _archive_origin(extraction: FileWrite, state: HostState, policy: Policy) -> 
         return None
     stem = _stem(_basename(_bundle_root(extraction.path))).lower()
     best: FileWrite | None = None
-    for landed in state.files:
-        if landed.time_ns > extraction.time_ns or extraction.time_ns - landed.time_ns > policy.file_to_exec_ns:
-            continue
+    for landed in _files_between(state, extraction.time_ns - policy.file_to_exec_ns, extraction.time_ns):
         if not landed.path.lower().endswith(_ARCHIVE_SUFFIXES) or _stem(_basename(landed.path)).lower() != stem:
             continue
         app = _writer_app(landed, policy)
@@ -321,9 +350,7 @@ def _pick_file(candidate: _Candidate, state: HostState, policy: Policy,
     stage3_time = candidate.stage3.start_ns
     referenced: tuple[FileWrite, str] | None = None
     latest: FileWrite | None = None
-    for landed in state.files:
-        if landed.time_ns > stage3_time or stage3_time - landed.time_ns > policy.file_to_exec_ns:
-            continue
+    for landed in _files_between(state, stage3_time - policy.file_to_exec_ns, stage3_time):
         if not _writer_is_app(landed, candidate, policy):
             continue
         reason = _references(landed.path, tree)
@@ -381,9 +408,10 @@ def _egress(candidate: _Candidate, state: HostState, policy: Policy,
     start = candidate.stage3.start_ns
     found: list[Egress] = []
     allowed: list[tuple[Egress, AllowRule]] = []
-    for conn in state.network:
-        if conn.time_ns < start or conn.time_ns - start > policy.exec_to_egress_ns:
-            continue
+    network = state.network
+    low = bisect_left(network, start, key=_conn_time)
+    high = bisect_right(network, start + policy.exec_to_egress_ns, key=_conn_time)
+    for conn in network[low:high]:
         proc = conn.process
         if proc is None:
             continue
@@ -454,7 +482,8 @@ def _credential_prompt(node: ProcNode) -> bool:
 
 
 def _build(candidate: _Candidate, state: HostState, policy: Policy,
-           index: dict[str, list[ProcNode]], app_nodes: list[ProcNode]) -> Finding | None:
+           index: dict[str, list[ProcNode]], app_nodes: list[ProcNode],
+           files_by_pid: dict[int, list[FileWrite]]) -> Finding | None:
     table = state.processes
     stage3 = candidate.stage3
     tree_below = table.descendants(stage3, index)[:_MAX_TREE]
@@ -600,9 +629,8 @@ def _build(candidate: _Candidate, state: HostState, policy: Policy,
         techniques.append("T1553.001")
 
     tree_nodes = _tree(candidate, tree, policy)
-    files = sorted({f.path for f in state.files
-                    if any(f.process is not None and f.process.pid == n.pid and f.time_ns >= n.start_ns
-                           for n in tree)} | ({picked_file[0].path} if picked_file else set())
+    files = sorted({f.path for n in tree for f in files_by_pid.get(n.pid, ()) if f.time_ns >= n.start_ns}
+                   | ({picked_file[0].path} if picked_file else set())
                    | ({_bundle_root(candidate.extracted.path)} if candidate.extracted else set()))
     app_key = f"{candidate.app.name}/{candidate.app_pid if candidate.app_pid is not None else '?'}"
     stages.sort(key=lambda s: int(s.stage))
