@@ -71,7 +71,7 @@ class _Candidate:
 def assemble(state: HostState, policy: Policy) -> list[Finding]:
     """All chains visible in ``state``, as findings sorted by id."""
     # Time order lets every window lookup below bisect instead of scanning all landed files per candidate.
-    state.files.sort(key=_file_order)
+    state.files_view = sorted(state.files, key=_file_order)
     state.network.sort(key=_conn_order)
     table = state.processes
     candidates: list[_Candidate] = []
@@ -95,7 +95,7 @@ def assemble(state: HostState, policy: Policy) -> list[Finding]:
     # The apps' own images (the stage-1 exec fallback), found once per assembly rather than once per candidate.
     app_nodes = [n for n in table.nodes.values() if n.role is not None and n.role.role is Role.APP]
     files_by_pid: dict[int, list[FileWrite]] = {}
-    for landed in state.files:
+    for landed in state.files_view:
         if landed.process is not None:
             files_by_pid.setdefault(landed.process.pid, []).append(landed)
     findings = {}
@@ -114,8 +114,8 @@ def _file_order(landed: FileWrite) -> tuple[int, str, str]:
 
 
 def _files_between(state: HostState, start_ns: int, end_ns: int) -> list[FileWrite]:
-    """Landed files with ``start_ns <= time <= end_ns`` (``state.files`` is time-sorted by :func:`assemble`)."""
-    files = state.files
+    """Landed files with ``start_ns <= time <= end_ns`` (from the time-sorted view :func:`assemble` builds)."""
+    files = state.files_view
     low = bisect_left(files, start_ns, key=_time_of)
     high = bisect_right(files, end_ns, key=_time_of)
     return files[low:high]

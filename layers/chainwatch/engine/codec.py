@@ -159,7 +159,8 @@ def decode_state(data: dict[str, Any]) -> HostState:
     table.pid_exits = {int(k): sorted(v) for k, v in data.get("pid_exits", {}).items()}
     state = HostState(host=data["host"], processes=table)
     state.apps = [decode_event(e) for e in data.get("apps", [])]
-    state.files = [decode_event(e) for e in data.get("files", [])]
+    for encoded in data.get("files", []):
+        state.add_file(decode_event(encoded))
     state.xattrs = [decode_event(e) for e in data.get("xattrs", [])]
     state.gatekeeper = [decode_event(e) for e in data.get("gatekeeper", [])]
     state.network = [decode_event(e) for e in data.get("network", [])]

@@ -46,7 +46,12 @@ class HostState:
     host: str
     processes: ProcessTable = field(default_factory=ProcessTable)
     apps: list[AppActivity] = field(default_factory=list)
-    files: list[FileWrite] = field(default_factory=list)
+    #: Landed files, at most two per (writer pid, path): the first and the latest write. Apps rewrite the same
+    #: files in ~/Library all day; the first write is what a chain's stage 2 needs and the latest keeps the span,
+    #: so everything in between is redundant. Keeping min and max by time is independent of arrival order.
+    file_slots: dict[str, FileWrite] = field(default_factory=dict)
+    #: Time-sorted view of the landed files, rebuilt by each assembly (not persisted).
+    files_view: list[FileWrite] = field(default_factory=list, compare=False, repr=False)
     xattrs: list[XattrChange] = field(default_factory=list)
     gatekeeper: list[Gatekeeper] = field(default_factory=list)
     network: list[NetworkConnection] = field(default_factory=list)
@@ -60,6 +65,27 @@ class HostState:
     #: Kept with the state so that a re-assembly anywhere (another Lambda invocation) knows what is new.
     finding_digests: dict[str, list[Any]] = field(default_factory=dict)
 
+    @property
+    def files(self) -> list[FileWrite]:
+        """The landed files held (each once, unordered)."""
+        unique: dict[int, FileWrite] = {id(e): e for e in self.file_slots.values()}
+        return list(unique.values())
+
+    def add_file(self, event: FileWrite) -> bool:
+        """Hold a landed file if it is the first or the latest write of its (writer, path). Returns if it was."""
+        pid = event.process.pid if event.process is not None else -1
+        key = f"{pid}|{event.path}"
+        first, last = self.file_slots.get(key + "|f"), self.file_slots.get(key + "|l")
+        order = (event.time_ns, str(event.raw))
+        kept = False
+        if first is None or order < (first.time_ns, str(first.raw)):
+            self.file_slots[key + "|f"] = event
+            kept = True
+        if last is None or order > (last.time_ns, str(last.raw)):
+            self.file_slots[key + "|l"] = event
+            kept = True
+        return kept
+
     def __len__(self) -> int:
         return (len(self.processes.nodes) + len(self.apps) + len(self.files) + len(self.xattrs)
                 + len(self.gatekeeper) + len(self.network))
@@ -68,7 +94,7 @@ class HostState:
         self.horizon_ns = max(self.horizon_ns, horizon_ns)
         self.processes.evict_before(horizon_ns)
         self.apps = [e for e in self.apps if e.time_ns >= horizon_ns]
-        self.files = [e for e in self.files if e.time_ns >= horizon_ns]
+        self.file_slots = {k: e for k, e in self.file_slots.items() if e.time_ns >= horizon_ns}
         self.xattrs = [e for e in self.xattrs if e.time_ns >= horizon_ns]
         self.gatekeeper = [e for e in self.gatekeeper if e.time_ns >= horizon_ns]
         self.network = [e for e in self.network if e.time_ns >= horizon_ns]
@@ -149,8 +175,7 @@ def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
         if writer is not None and writer.executable is not None and _classify(policy, writer) is None \
                 and not policy.is_suspicious_exec_path(writer.executable):
             return False
-        state.files.append(event)
-        return True
+        return state.add_file(event)
     if isinstance(event, XattrChange):
         if event.name != QUARANTINE_XATTR:
             return False
