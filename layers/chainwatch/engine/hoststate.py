@@ -78,12 +78,21 @@ class HostState:
         first, last = self.file_slots.get(key + "|f"), self.file_slots.get(key + "|l")
         order = (event.time_ns, str(event.raw))
         kept = False
+        replaced: list[FileWrite] = []
         if first is None or order < (first.time_ns, str(first.raw)):
             self.file_slots[key + "|f"] = event
             kept = True
+            if first is not None and first is not last:
+                replaced.append(first)
         if last is None or order > (last.time_ns, str(last.raw)):
             self.file_slots[key + "|l"] = event
             kept = True
+            if last is not None and last is not first:
+                replaced.append(last)
+        for old in replaced:
+            # A write that is no longer held needs no redelivery guard: if it comes again it falls between the
+            # first and the latest write and is not kept.
+            self.seen.discard(event_identity(old))
         return kept
 
     def __len__(self) -> int:
@@ -124,13 +133,18 @@ def process_matters(policy: Policy, ref: ProcessRef) -> tuple[bool, Classificati
     return policy.is_suspicious_exec_path(ref.executable), None
 
 
+def event_identity(event: AnyEvent) -> tuple[str, str]:
+    """What makes an event the same on redelivery: its record, its kind and object within the record, its time."""
+    return (f"{event.raw}|{event.kind.value}|{getattr(event, 'path', '')}|{getattr(event, 'name', '')}",
+            str(event.time_ns))
+
+
 def admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
     """Add ``event`` to ``state`` when it can matter to a chain. Returns whether the state changed."""
     # The same record delivered twice (at-least-once delivery) must not be kept twice.
     # One record can yield several events (a download and its quarantine attribute; one xattr event per
     # attribute): the identity names the event within its record, not just the record.
-    identity = (f"{event.raw}|{event.kind.value}|{getattr(event, 'path', '')}|{getattr(event, 'name', '')}",
-                str(event.time_ns))
+    identity = event_identity(event)
     if identity in state.seen:
         return False
     state.watermark_ns = max(state.watermark_ns, event.time_ns)
