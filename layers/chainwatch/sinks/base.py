@@ -243,6 +243,13 @@ class Sink(ABC):
             raise ConfigError(f"sink {self.name!r} ({self.kind}) needs '{key}'")
         return value
 
+    def base_url(self) -> str:
+        """The configured ``url`` without a trailing slash; only http(s) URLs are accepted."""
+        url = str(self.option("url", required=True)).rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"sink {self.name!r} ({self.kind}): url must start with https:// or http://")
+        return url
+
     @abstractmethod
     def send(self, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
         """Deliver findings; return one result per delivery (never raise for one bad finding)."""

@@ -130,9 +130,7 @@ class ElasticsearchSink(Sink):
     # -- configuration -----------------------------------------------------------------------------------------
 
     def _bulk_url(self) -> str:
-        base = str(self.option("url", required=True)).rstrip("/")
-        if not base.startswith(("https://", "http://")):
-            raise ConfigError(f"sink {self.name!r}: url must start with https:// or http://")
+        base = self.base_url()
         index = str(self.option("index", DEFAULT_INDEX))
         if not _INDEX.match(index):
             raise ConfigError(f"sink {self.name!r}: {index!r} is not a valid index, alias or data stream name")

@@ -79,9 +79,7 @@ class JiraSink(TicketSink):
 
     def __init__(self, name: str, config: Mapping[str, Any], context: SinkContext) -> None:
         super().__init__(name, config, context)
-        self.url = str(self.option("url", required=True)).rstrip("/")
-        if not self.url.startswith(("https://", "http://")):
-            raise ConfigError(f"sink {name!r}: url must start with https://")
+        self.url = self.base_url()
         self.project = str(self.option("project_key", required=True))
         self.issue_type = str(self.option("issue_type", "Task"))
         self.secret_name = str(self.option("token_secret", required=True))

@@ -77,9 +77,7 @@ class ServiceNowSink(TicketSink):
 
     def __init__(self, name: str, config: Mapping[str, Any], context: SinkContext) -> None:
         super().__init__(name, config, context)
-        self.url = str(self.option("url", required=True)).rstrip("/")
-        if not self.url.startswith(("https://", "http://")):
-            raise ConfigError(f"sink {name!r}: url must start with https://")
+        self.url = self.base_url()
         table = str(self.option("table", "incident"))
         if not re.fullmatch(r"[a-z0-9_]+", table):
             raise ConfigError(f"sink {name!r}: table must be a table name such as incident")

@@ -107,9 +107,7 @@ class SplunkHecSink(Sink):
     # -- configuration -----------------------------------------------------------------------------------------
 
     def _url(self) -> str:
-        url = str(self.option("url", required=True)).rstrip("/")
-        if not url.startswith(("https://", "http://")):
-            raise ConfigError(f"sink {self.name!r}: url must start with https:// or http://")
+        url = self.base_url()
         return url if url.endswith(EVENT_PATH) else url + EVENT_PATH
 
     def _token(self) -> str:
