@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chainwatch.coverage import CoverageBuffer
-from chainwatch.errors import TransientError
+from chainwatch.errors import ConfigError, TransientError
 from chainwatch.pipeline.correlate import BatchReport, KinesisRecord, process_batch
 from chainwatch.pipeline.dispatch import DispatchReport, dispatch, parse_stream_records, sqs_sender
 from chainwatch.policy import Policy, load_policy
@@ -95,9 +95,19 @@ class DispatchRuntime:
 
 
 def _secret(name: str) -> Any:
+    """A sink credential from Secrets Manager (cached 5 min by Powertools), with errors in our hierarchy."""
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-    return parameters.get_secret(name, transform="auto", max_age=300)
+    try:
+        return parameters.get_secret(name, transform="auto", max_age=300)
+    except TransformParameterError as exc:
+        raise ConfigError(f"secret {name!r} is not in the expected format") from exc
+    except GetParameterError as exc:
+        # The message names the AWS error code, never the secret's value.
+        if "ResourceNotFoundException" in str(exc) or "AccessDenied" in str(exc):
+            raise ConfigError(f"secret {name!r} cannot be read: {str(exc)[:200]}") from exc
+        raise TransientError(f"secret {name!r} is unavailable: {str(exc)[:200]}") from exc
 
 
 def _parameter(name: str) -> str:

@@ -16,7 +16,7 @@ import orjson
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chainwatch.errors import PermanentError, TransientError
+from chainwatch.errors import ConfigError, PermanentError, TransientError
 from chainwatch.sinks.base import Delivery, DeliveryResult, Outcome, Sink
 
 _DESERIALIZER = TypeDeserializer()
@@ -160,7 +160,9 @@ def _send(sink: Sink, deliveries: list[Delivery]) -> list[DeliveryResult]:
     except TransientError as exc:
         return [DeliveryResult(d.finding_id, d.revision, Outcome.FAILED_TRANSIENT, str(exc),
                                retry_after=exc.retry_after) for d in deliveries]
-    except PermanentError as exc:
+    except (PermanentError, ConfigError) as exc:
+        # A sink that cannot be used as configured (missing secret, bad URL) fails its deliveries permanently:
+        # they go to the dead-letter queue with the reason, to be replayed once the configuration is fixed.
         return [DeliveryResult(d.finding_id, d.revision, Outcome.FAILED_PERMANENT, str(exc)) for d in deliveries]
 
 

@@ -236,6 +236,8 @@ class DynamoTicketMap:
             item = self.model.get(finding_id, f"ticket#{sink}", consistent_read=True)
         except self.model.DoesNotExist:
             return None
+        except PynamoDBException as exc:
+            raise TransientError(f"ticket map read failed: {_code(exc) or type(exc).__name__}") from exc
         value: str | None = item.value
         return value
 
@@ -250,10 +252,16 @@ class DynamoTicketMap:
         return True
 
     def set(self, finding_id: str, sink: str, value: str) -> None:
-        self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns()).save()
+        try:
+            self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns()).save()
+        except PynamoDBException as exc:
+            raise TransientError(f"ticket map write failed: {_code(exc) or type(exc).__name__}") from exc
 
     def release(self, finding_id: str, sink: str) -> None:
-        self.model(finding_id, f"ticket#{sink}").delete()
+        try:
+            self.model(finding_id, f"ticket#{sink}").delete()
+        except PynamoDBException as exc:
+            raise TransientError(f"ticket map delete failed: {_code(exc) or type(exc).__name__}") from exc
 
 
 class DynamoDeliveryLog:

@@ -355,3 +355,20 @@ def test_sqs_sender_unknown_queue_raises_transient_error(session: boto3.session.
     send = sqs_sender(session.client("sqs"), MISSING_QUEUE)
     with pytest.raises(TransientError):
         send([DeadLetter("s", "cw-1", 1, "detail", None)])
+
+
+def test_dispatch_missing_secret_dead_letters_with_reason_and_ticket_map_errors_are_transient(
+        aws: Any, session: boto3.session.Session) -> None:
+    """Secrets Manager through Powertools: a missing secret is a configuration error (dead letter, not a crash);
+    a ticket map whose table is unreachable raises the transient error the sinks retry."""
+    from chainwatch.errors import ConfigError, TransientError
+    from chainwatch.runtime import _secret
+    from chainwatch.state.dynamodb import DynamoTicketMap, Tables, make_models
+
+    with pytest.raises(ConfigError, match="cannot be read"):
+        _secret("chainwatch/test/missing")
+    broken = DynamoTicketMap(make_models(Tables(state="x", findings="y", deliveries="no-such-table")))
+    with pytest.raises(TransientError):
+        broken.get("cw-1", "jira")
+    with pytest.raises(TransientError):
+        broken.set("cw-1", "jira", "SEC-1")
