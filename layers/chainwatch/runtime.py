@@ -94,26 +94,41 @@ class DispatchRuntime:
                         sqs_sender(self.clients.get("sqs"), self.settings.dead_letter_queue_url))
 
 
-def _secret(name: str) -> Any:
-    """A sink credential from Secrets Manager (cached 5 min by Powertools), with errors in our hierarchy."""
-    from aws_lambda_powertools.utilities import parameters
+def secret_resolver(client: Any) -> Callable[[str], Any]:
+    """Sink credentials from Secrets Manager through Powertools Parameters (cached 5 min), errors in our hierarchy.
+
+    The provider is bound to the runtime's own client (and so its endpoint), not Powertools' process-wide default,
+    which would keep pointing at whatever endpoint was current when it was first used.
+    """
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-    try:
-        return parameters.get_secret(name, transform="auto", max_age=300)
-    except TransformParameterError as exc:
-        raise ConfigError(f"secret {name!r} is not in the expected format") from exc
-    except GetParameterError as exc:
-        # The message names the AWS error code, never the secret's value.
-        if "ResourceNotFoundException" in str(exc) or "AccessDenied" in str(exc):
-            raise ConfigError(f"secret {name!r} cannot be read: {str(exc)[:200]}") from exc
-        raise TransientError(f"secret {name!r} is unavailable: {str(exc)[:200]}") from exc
+    provider = SecretsProvider(boto3_client=client)
+
+    def resolve(name: str) -> Any:
+        try:
+            return provider.get(name, transform="auto", max_age=300)
+        except TransformParameterError as exc:
+            raise ConfigError(f"secret {name!r} is not in the expected format") from exc
+        except GetParameterError as exc:
+            # The message names the AWS error code, never the secret's value.
+            if "ResourceNotFoundException" in str(exc) or "AccessDenied" in str(exc):
+                raise ConfigError(f"secret {name!r} cannot be read: {str(exc)[:200]}") from exc
+            raise TransientError(f"secret {name!r} is unavailable: {str(exc)[:200]}") from exc
+
+    return resolve
 
 
-def _parameter(name: str) -> str:
-    from aws_lambda_powertools.utilities import parameters
+def parameter_resolver(client: Any) -> Callable[[str], str]:
+    """SSM parameters through Powertools Parameters (cached 5 min), bound to the runtime's client."""
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    return str(parameters.get_parameter(name, max_age=300))
+    provider = SSMProvider(boto3_client=client)
+
+    def resolve(name: str) -> str:
+        return str(provider.get(name, max_age=300))
+
+    return resolve
 
 
 @lru_cache(maxsize=1)
@@ -122,8 +137,9 @@ def dispatch_runtime() -> DispatchRuntime:
     models = make_models(settings.tables)
     clients = Clients(settings)
     budget: list[Callable[[], float]] = [lambda: float("inf")]
-    context = SinkContext(session=requests.Session(), secret=_secret, ticket_map=DynamoTicketMap(models),
+    context = SinkContext(session=requests.Session(), secret=secret_resolver(clients.get("secretsmanager")),
+                          ticket_map=DynamoTicketMap(models),
                           retry=RetryPolicy(remaining=lambda: budget[0]()),  # noqa: PLW0108 - late-bound budget
                           aws_client=clients.get)
-    sinks = build_sinks(settings.sink_configs(_parameter), context)
+    sinks = build_sinks(settings.sink_configs(parameter_resolver(clients.get("ssm"))), context)
     return DispatchRuntime(settings, sinks, DynamoDeliveryLog(models), clients, budget)

@@ -362,11 +362,11 @@ def test_dispatch_missing_secret_dead_letters_with_reason_and_ticket_map_errors_
     """Secrets Manager through Powertools: a missing secret is a configuration error (dead letter, not a crash);
     a ticket map whose table is unreachable raises the transient error the sinks retry."""
     from chainwatch.errors import ConfigError, TransientError
-    from chainwatch.runtime import _secret
+    from chainwatch.runtime import secret_resolver
     from chainwatch.state.dynamodb import DynamoTicketMap, Tables, make_models
 
     with pytest.raises(ConfigError, match="cannot be read"):
-        _secret("chainwatch/test/missing")
+        secret_resolver(session.client("secretsmanager"))("chainwatch/test/missing")
     broken = DynamoTicketMap(make_models(Tables(state="x", findings="y", deliveries="no-such-table")))
     with pytest.raises(TransientError):
         broken.get("cw-1", "jira")
