@@ -19,6 +19,7 @@ after ``pending_timeout`` seconds (default 900, the longest Lambda run).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -532,3 +533,24 @@ def labels_safe(values: Iterable[str]) -> list[str]:
         if label and label not in out:
             out.append(label)
     return out
+
+
+class BasicAuthTicketSink(TicketSink):
+    """A ticket sink that authenticates with HTTP Basic (Jira: email:api_token; ServiceNow: user:password)."""
+
+    def __init__(self, name: str, config: Mapping[str, Any], context: SinkContext) -> None:
+        super().__init__(name, config, context)
+        self._authorization: str | None = None
+
+    def use_basic_auth(self, user: Any, secret: Any, what: str) -> None:
+        """Build the header once from the credentials, registering every form of the secret for scrubbing."""
+        raw = f"{user}:{secret}"
+        encoded = base64.b64encode(raw.encode()).decode()
+        self.scrub.add(str(secret), raw, encoded)
+        self._authorization = header_safe("Basic " + encoded, what)
+
+    def _headers(self) -> dict[str, str]:
+        if self._authorization is None:
+            raise ConfigError(f"sink {self.name!r} used before its secret was read")
+        return {"Authorization": self._authorization, "Accept": "application/json",
+                "Content-Type": "application/json"}

@@ -26,7 +26,6 @@ Authentication is HTTP Basic ``email:api_token``; neither appears in a result, a
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Mapping
@@ -37,11 +36,10 @@ from chainwatch.errors import ConfigError
 from chainwatch.findings.render import DEFAULT_MAX_CHARS, clip, to_adf
 from chainwatch.sinks._ticketing import (
     SEVERITY_NAMES,
+    BasicAuthTicketSink,
     Ticket,
-    TicketSink,
     TicketTransientError,
     call,
-    header_safe,
     json_object,
     labels_safe,
     number,
@@ -70,7 +68,7 @@ def _document(delivery: Delivery, limit: int, intro: tuple[str, ...] = ()) -> di
 
 
 @register
-class JiraSink(TicketSink):
+class JiraSink(BasicAuthTicketSink):
     """Jira Cloud issues (REST v3, ADF), one per chain; see the module docstring for the options."""
 
     kind = "jira"
@@ -97,7 +95,6 @@ class JiraSink(TicketSink):
         self.extra_fields: Mapping[str, Any] = extra
         self.max_document = int(number(self.option("max_document_chars", DEFAULT_MAX_DOCUMENT),
                                        f"sink {name!r}: max_document_chars", minimum=2000))
-        self._authorization: str | None = None
 
     # -- secrets -------------------------------------------------------------------------------------------------
 
@@ -111,16 +108,7 @@ class JiraSink(TicketSink):
             token = value.get("api_token") or value.get("token") or ""
         if not email or not token:
             raise ConfigError(f"{what} needs an api_token, and an email (in the secret or the sink's options)")
-        raw = f"{email}:{token}"
-        encoded = base64.b64encode(raw.encode()).decode()
-        self.scrub.add(str(token), raw, encoded)
-        self._authorization = header_safe("Basic " + encoded, what)
-
-    def _headers(self) -> dict[str, str]:
-        if self._authorization is None:
-            raise ConfigError(f"sink {self.name!r} used before its secret was read")
-        return {"Authorization": self._authorization, "Accept": "application/json",
-                "Content-Type": "application/json"}
+        self.use_basic_auth(email, token, what)
 
     # -- content -------------------------------------------------------------------------------------------------
 

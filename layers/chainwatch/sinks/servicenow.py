@@ -24,7 +24,6 @@ Authentication is HTTP Basic; the credentials never appear in a result, an error
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -34,11 +33,10 @@ from chainwatch.errors import ConfigError
 from chainwatch.findings.render import clip, to_plain
 from chainwatch.sinks._ticketing import (
     SEVERITY_NAMES,
+    BasicAuthTicketSink,
     Ticket,
-    TicketSink,
     TicketTransientError,
     call,
-    header_safe,
     json_object,
     number,
     one_line,
@@ -69,7 +67,7 @@ def no_code_tags(text: str) -> str:
 
 
 @register
-class ServiceNowSink(TicketSink):
+class ServiceNowSink(BasicAuthTicketSink):
     """ServiceNow incidents (Table API), one per chain; see the module docstring for the options."""
 
     kind = "servicenow"
@@ -96,7 +94,6 @@ class ServiceNowSink(TicketSink):
         self.work_notes_limit = int(number(self.option("work_notes_limit", 16000),
                                            f"sink {name!r}: work_notes_limit", minimum=500))
         self.correlation_display = str(self.option("correlation_display", "chainwatch"))[:100]
-        self._authorization: str | None = None
 
     # -- secrets -------------------------------------------------------------------------------------------------
 
@@ -110,16 +107,7 @@ class ServiceNowSink(TicketSink):
             password = value.get("password") or ""
         if not username or not password:
             raise ConfigError(f"{what} needs a password, and a username (in the secret or the sink's options)")
-        raw = f"{username}:{password}"
-        encoded = base64.b64encode(raw.encode()).decode()
-        self.scrub.add(str(password), raw, encoded)
-        self._authorization = header_safe("Basic " + encoded, what)
-
-    def _headers(self) -> dict[str, str]:
-        if self._authorization is None:
-            raise ConfigError(f"sink {self.name!r} used before its secret was read")
-        return {"Authorization": self._authorization, "Accept": "application/json",
-                "Content-Type": "application/json"}
+        self.use_basic_auth(username, password, what)
 
     # -- the map stores "<sys_id>|<number>": updates need the id, people the number ---------------------------------
 
