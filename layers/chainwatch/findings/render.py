@@ -145,20 +145,20 @@ class Section:
 # -- reading the document tolerantly -----------------------------------------------------------------------------
 
 
-def _map(value: object) -> Mapping[str, Any]:
+def as_mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: object) -> list[Any]:
+def as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def _int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _chainwatch(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _map(_map(doc.get("unmapped")).get("chainwatch"))
+    return as_mapping(as_mapping(doc.get("unmapped")).get("chainwatch"))
 
 
 def _basename(path: object) -> str:
@@ -169,7 +169,7 @@ def _basename(path: object) -> str:
 
 
 def _stage_label(value: object) -> str:
-    number = _int(value)
+    number = as_int(value)
     if number is not None and number in {int(s) for s in Stage}:
         return f"{number} {STAGE_TITLES[Stage(number)]}"
     return "context"
@@ -180,18 +180,18 @@ def _bounded(entries: Sequence[Any], limit: int) -> tuple[list[Any], int]:
 
 
 def _stage3_process(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    for evidence in map(_map, _list(doc.get("evidences"))):
-        if _int(_map(evidence.get("data")).get("stage")) == int(Stage.EXECUTION):
-            return _map(evidence.get("process"))
+    for evidence in map(as_mapping, as_list(doc.get("evidences"))):
+        if as_int(as_mapping(evidence.get("data")).get("stage")) == int(Stage.EXECUTION):
+            return as_mapping(evidence.get("process"))
     return {}
 
 
 def _app_name(doc: Mapping[str, Any]) -> str:
-    for evidence in map(_map, _list(doc.get("evidences"))):
-        if _int(_map(evidence.get("data")).get("stage")) == int(Stage.APP_ACTIVITY):
-            return clip(_map(evidence.get("process")).get("name"), _NAME)
-    tree = _list(_chainwatch(doc).get("process_tree"))
-    return clip(_basename(_map(tree[0]).get("path")), _NAME) if tree else "the app"
+    for evidence in map(as_mapping, as_list(doc.get("evidences"))):
+        if as_int(as_mapping(evidence.get("data")).get("stage")) == int(Stage.APP_ACTIVITY):
+            return clip(as_mapping(evidence.get("process")).get("name"), _NAME)
+    tree = as_list(_chainwatch(doc).get("process_tree"))
+    return clip(_basename(as_mapping(tree[0]).get("path")), _NAME) if tree else "the app"
 
 
 # -- the story ---------------------------------------------------------------------------------------------------
@@ -199,20 +199,20 @@ def _app_name(doc: Mapping[str, Any]) -> str:
 
 def story_sections(doc: Mapping[str, Any]) -> list[Section]:
     """The story of an OCSF 2004 finding as neutral sections; every string in them is printable and bounded."""
-    info = _map(doc.get("finding_info"))
+    info = as_mapping(doc.get("finding_info"))
     cw = _chainwatch(doc)
     sections = [_header(doc, info, cw)]
 
-    timeline, more = _bounded(_list(cw.get("timeline")), _MAX_ROWS)
-    rows = tuple((clip(_map(e).get("time"), 40), _stage_label(_map(e).get("stage")), clip(_map(e).get("text")),
-                  clip(f"{clip(_map(e).get('source'), 20)} {clip(_map(e).get('raw_ref'), 120)}", 150))
-                 for e in timeline)
+    timeline, more = _bounded(as_list(cw.get("timeline")), _MAX_ROWS)
+    rows = tuple((clip(e.get("time"), 40), _stage_label(e.get("stage")), clip(e.get("text")),
+                  clip(f"{clip(e.get('source'), 20)} {clip(e.get('raw_ref'), 120)}", 150))
+                 for e in map(as_mapping, timeline))
     sections.append(Section("Timeline", (Table(("Time (UTC)", "Stage", "Event", "Source"), rows, more),)))
 
-    tree, more = _bounded(_list(cw.get("process_tree")), _MAX_ROWS)
+    tree, more = _bounded(as_list(cw.get("process_tree")), _MAX_ROWS)
     lines = []
-    for node in map(_map, tree):
-        depth = min(max(_int(node.get("depth")) or 0, 0), 12)
+    for node in map(as_mapping, tree):
+        depth = min(max(as_int(node.get("depth")) or 0, 0), 12)
         command = node.get("cmd_line") or node.get("path") or ""
         lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{clip(_basename(node.get('path')), _NAME)} "
                      f"pid {clip(node.get('pid'), 12)} ({clip(node.get('role'), 20)}, {clip(node.get('seen'), 10)})"
@@ -220,36 +220,36 @@ def story_sections(doc: Mapping[str, Any]) -> list[Section]:
     sections.append(Section("Process tree", (Code(tuple(lines), more),) if lines else
                             (Paragraph((Span("No process tree was recorded."),)),)))
 
-    files, more = _bounded(_list(cw.get("files")), _MAX_ITEMS)
+    files, more = _bounded(as_list(cw.get("files")), _MAX_ITEMS)
     if files:
         sections.append(Section("Files", (Items(tuple((Span(clip(f)),) for f in files), omitted=more),)))
 
-    records = _list(cw.get("quarantine")) + _list(cw.get("gatekeeper"))
+    records = as_list(cw.get("quarantine")) + as_list(cw.get("gatekeeper"))
     kept, more = _bounded(records, _MAX_ITEMS)
     sections.append(Section("Quarantine and Gatekeeper", (
         Items(tuple((Span(clip(r)),) for r in kept), omitted=more) if kept else
         Paragraph((Span("No quarantine attribute or Gatekeeper decision was seen for this chain."),)),)))
 
-    egress, more = _bounded(_list(cw.get("egress")), _MAX_ROWS)
+    egress, more = _bounded(as_list(cw.get("egress")), _MAX_ROWS)
     if egress:
         confidence = {1: "low", 2: "medium", 3: "high"}
         egress_rows = tuple(
             (clip(e.get("time"), 40), f"{clip(e.get('process'), _NAME)} pid {clip(e.get('pid'), 12)}",
              _destination(e), clip(e.get("destination"), 20),
-             f"{clip(e.get('attribution'), 30)} ({confidence.get(_int(e.get('confidence')) or 0, '?')})")
-            for e in map(_map, egress))
+             f"{clip(e.get('attribution'), 30)} ({confidence.get(as_int(e.get('confidence')) or 0, '?')})")
+            for e in map(as_mapping, egress))
         sections.append(Section("Egress (attributed to the child process)", (
             Table(("Time (UTC)", "Process", "Destination", "Class", "Attribution"), egress_rows, more),)))
 
     links: list[Inline] = [
-        (Span(f"stage {clip(_map(lk).get('from'), 4)} → {clip(_map(lk).get('to'), 4)}: "
-              f"{clip(_map(lk).get('strength'), 10)}, {clip(_map(lk).get('reason'))}"),)
-        for lk in _list(cw.get("links"))[:_MAX_ITEMS]]
-    present = {_int(s) for s in _list(cw.get("stages_present"))}
+        (Span(f"stage {clip(as_mapping(lk).get('from'), 4)} → {clip(as_mapping(lk).get('to'), 4)}: "
+              f"{clip(as_mapping(lk).get('strength'), 10)}, {clip(as_mapping(lk).get('reason'))}"),)
+        for lk in as_list(cw.get("links"))[:_MAX_ITEMS]]
+    present = {as_int(s) for s in as_list(cw.get("stages_present"))}
     links.extend((Span(f"stage {int(s)} ({STAGE_TITLES[s]}): not seen"),) for s in Stage if int(s) not in present)
     sections.append(Section("Links between stages", (Items(tuple(links)),)))
 
-    notes: list[Inline] = [(Span(clip(n)),) for n in _list(cw.get("notes"))[:_MAX_ITEMS]]
+    notes: list[Inline] = [(Span(clip(n)),) for n in as_list(cw.get("notes"))[:_MAX_ITEMS]]
     if cw.get("suppressed_by"):
         notes.append((Span("suppressed by allowlist rule "), Span(clip(cw.get("suppressed_by"), _NAME), "code")))
     if notes:
@@ -263,16 +263,16 @@ def _header(doc: Mapping[str, Any], info: Mapping[str, Any], cw: Mapping[str, An
     kind = "ALERT" if doc.get("is_alert") else ("SUPPRESSED" if cw.get("suppressed_by") else "NON-ALERT")
     title = clip(info.get("title") or doc.get("message") or "chainwatch finding")
     techniques = []
-    for attack in map(_map, _list(info.get("attacks"))[:10]):
-        techniques.append(clip(_map(attack.get("sub_technique")).get("uid")
-                               or _map(attack.get("technique")).get("uid"), 20))
-    stages = "+".join(clip(s, 2) for s in _list(cw.get("stages_present"))[:4]) or "?"
-    facts = (f"finding {clip(info.get('uid') or _map(doc.get('metadata')).get('uid'), _NAME)}, "
+    for attack in map(as_mapping, as_list(info.get("attacks"))[:10]):
+        techniques.append(clip(as_mapping(attack.get("sub_technique")).get("uid")
+                               or as_mapping(attack.get("technique")).get("uid"), 20))
+    stages = "+".join(clip(s, 2) for s in as_list(cw.get("stages_present"))[:4]) or "?"
+    facts = (f"finding {clip(info.get('uid') or as_mapping(doc.get('metadata')).get('uid'), _NAME)}, "
              f"severity {clip(doc.get('severity'), 20).lower()}, confidence {clip(doc.get('confidence'), 20).lower()}, "
-             f"host {clip(_map(doc.get('device')).get('hostname'), _HOST)}, stages {stages} "
+             f"host {clip(as_mapping(doc.get('device')).get('hostname'), _HOST)}, stages {stages} "
              f"({clip(cw.get('route'), 20)}), techniques {', '.join(techniques) or 'none'}")
     blocks: list[Block] = [Paragraph((Span(f"[{kind}] {title}", "strong"),)), Paragraph((Span(facts),))]
-    reasons = [(Span("why: " + clip(r)),) for r in _list(cw.get("reasons"))[:_MAX_ITEMS]]
+    reasons = [(Span("why: " + clip(r)),) for r in as_list(cw.get("reasons"))[:_MAX_ITEMS]]
     if reasons:
         blocks.append(Items(tuple(reasons)))
     return Section("", tuple(blocks))
@@ -280,7 +280,7 @@ def _header(doc: Mapping[str, Any], info: Mapping[str, Any], cw: Mapping[str, An
 
 def _destination(egress: Mapping[str, Any]) -> str:
     where = clip(egress.get("hostname") or egress.get("ip") or "?", _HOST)
-    port = _int(egress.get("port"))
+    port = as_int(egress.get("port"))
     text = f"{where}:{port}" if port is not None else where
     if egress.get("hostname") and egress.get("ip"):
         text += f" ({clip(egress.get('ip'), 45)})"
@@ -300,9 +300,9 @@ _QUARANTINE_SELECT = ("SELECT LSQuarantineAgentName, LSQuarantineDataURLString, 
 
 def _urls(doc: Mapping[str, Any]) -> list[str]:
     cw = _chainwatch(doc)
-    texts = [_map(n).get("cmd_line") for n in _list(cw.get("process_tree"))]
-    texts += [_map(e).get("text") for e in _list(cw.get("timeline"))]
-    texts += _list(cw.get("quarantine")) + _list(cw.get("gatekeeper"))
+    texts = [as_mapping(n).get("cmd_line") for n in as_list(cw.get("process_tree"))]
+    texts += [as_mapping(e).get("text") for e in as_list(cw.get("timeline"))]
+    texts += as_list(cw.get("quarantine")) + as_list(cw.get("gatekeeper"))
     found: list[str] = []
     for text in texts[:200]:
         if not isinstance(text, str):
@@ -334,20 +334,20 @@ def _flow_yaml(mapping: Mapping[str, Any]) -> str:
 
 def _allow_rules(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The narrowest allowlist entries that would suppress this chain: (child rule, egress-only rule)."""
-    info = _map(doc.get("finding_info"))
+    info = as_mapping(doc.get("finding_info"))
     cw = _chainwatch(doc)
     finding = clip(info.get("uid") or "finding", _NAME)
-    host = clip(_map(doc.get("device")).get("hostname"), _HOST)
+    host = clip(as_mapping(doc.get("device")).get("hostname"), _HOST)
     suffix = re.sub(r"[^a-z0-9]+", "-", finding.lower()).strip("-")[-12:] or "finding"
     process = _stage3_process(doc)
     child = clip(process.get("name") or _basename(process.get("path")), _NAME)
     rule: dict[str, Any] = {"id": f"reviewed-{suffix}",
                             "description": f"reviewed {finding} on {host}: {_app_name(doc)} -> {child}",
                             "applies_to": "child"}
-    file = _map(process.get("file"))
-    signature = _map(file.get("signature"))
+    file = as_mapping(process.get("file"))
+    signature = as_mapping(file.get("signature"))
     team = signature.get("developer_uid")
-    signing = _map(signature.get("certificate")).get("subject")
+    signing = as_mapping(signature.get("certificate")).get("subject")
     path = process.get("path")
     command = process.get("cmd_line")
     if cw.get("route") == "quarantined_app" and isinstance(team, str) and isinstance(signing, str) and team:
@@ -365,7 +365,7 @@ def _allow_rules(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
     child_rule = "- " + _flow_yaml(rule) if len(rule) > 3 else None
 
     egress_rule = None
-    for item in map(_map, _list(cw.get("egress"))):
+    for item in map(as_mapping, as_list(cw.get("egress"))):
         hostname, ip = item.get("hostname"), item.get("ip")
         where: dict[str, Any] = {}
         if isinstance(hostname, str) and hostname:
@@ -382,13 +382,13 @@ def _allow_rules(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 def _playbook(doc: Mapping[str, Any]) -> list[Inline]:
     cw = _chainwatch(doc)
-    host = clip(_map(doc.get("device")).get("hostname"), _HOST) or "the host"
+    host = clip(as_mapping(doc.get("device")).get("hostname"), _HOST) or "the host"
     steps: list[Inline] = []
 
     for url in _urls(doc):
         steps.append((Span("Check the origin URL "), Span(url, "code"),
                       Span(": its reputation, and proxy/DNS logs for other hosts that fetched it.")))
-    records = [r for r in _list(cw.get("quarantine")) if isinstance(r, str)][:_MAX_ITEMS]
+    records = [r for r in as_list(cw.get("quarantine")) if isinstance(r, str)][:_MAX_ITEMS]
     with_uuid = [(m.group(1), r) for r in records if (m := _UUID.search(r[:2000]))]
     for uuid, record in with_uuid[:2]:
         agent = _AGENT.search(record[:2000])
@@ -400,7 +400,7 @@ def _playbook(doc: Mapping[str, Any]) -> list[Inline]:
                       Span(f'sqlite3 {_QUARANTINE_DB} "{query}"', "code")))
     if not with_uuid:
         paths = [m.group(1) for r in records if (m := _ON_PATH.search(r[:2000])) and m.group(1)]
-        files = paths or [f for f in _list(cw.get("files")) if isinstance(f, str)]
+        files = paths or [f for f in as_list(cw.get("files")) if isinstance(f, str)]
         if files:
             target = _quoted(files[0])
             steps.append((Span(f"No quarantine record names the file: on {host} check where it came from with "),
@@ -408,17 +408,17 @@ def _playbook(doc: Mapping[str, Any]) -> list[Inline]:
 
     steps.append((Span(f"If the activity is not explained, isolate {host} from the network (EDR or MDM "
                        "containment) and keep it powered on for collection."),))
-    tree = [_map(n) for n in _list(cw.get("process_tree"))]
+    tree = [as_mapping(n) for n in as_list(cw.get("process_tree"))]
     children = [f"{clip(_basename(n.get('path')), _NAME)} pid {clip(n.get('pid'), 12)}"
-                for n in tree if (_int(n.get("depth")) or 0) > 0][:5]
+                for n in tree if (as_int(n.get("depth")) or 0) > 0][:5]
     if children:
         steps.append((Span("Collect, then stop the chain's processes: " + ", ".join(children) + "."),))
-    files = [f for f in _list(cw.get("files")) if isinstance(f, str)][:3]
+    files = [f for f in as_list(cw.get("files")) if isinstance(f, str)][:3]
     if files:
         steps.append((Span("Hash and collect the landed files before removing them: "),
                       Span("shasum -a 256 " + " ".join(_quoted(f) for f in files), "code")))
     destinations = []
-    for item in map(_map, _list(cw.get("egress"))[:_MAX_ITEMS]):
+    for item in map(as_mapping, as_list(cw.get("egress"))[:_MAX_ITEMS]):
         text = _destination(item)
         if text not in destinations:
             destinations.append(text)

@@ -27,7 +27,7 @@ from typing import Any
 
 from chainwatch.coverage import NEED_TITLES, NEEDS, HostCoverage, Verdict, fleet_summary
 from chainwatch.findings.model import STAGE_TITLES, Stage
-from chainwatch.findings.render import triage_playbook
+from chainwatch.findings.render import as_int, as_list, as_mapping, triage_playbook
 from chainwatch.findings.story import safe
 from chainwatch.serialize import iso_ns
 
@@ -78,18 +78,6 @@ def _t(value: object, limit: int = _FIELD) -> str:
     return html.escape(safe(text[: limit + 1], limit), quote=True)
 
 
-def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _time(value: object) -> str:
     """An RFC 3339 time shortened to milliseconds for reading (anything else shown as given, escaped)."""
     match = _ISO.match(value) if isinstance(value, str) and len(value) < 40 else None
@@ -107,11 +95,11 @@ def _basename(path: object) -> str:
 
 
 def _chainwatch(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _map(_map(doc.get("unmapped")).get("chainwatch"))
+    return as_mapping(as_mapping(doc.get("unmapped")).get("chainwatch"))
 
 
 def _stage_of(value: object) -> Stage | None:
-    number = _int(value)
+    number = as_int(value)
     return Stage(number) if number is not None and number in {int(s) for s in Stage} else None
 
 
@@ -230,10 +218,10 @@ def render_report(findings_docs: Sequence[Mapping[str, Any]], verdicts: Sequence
     str
         The HTML text; it holds no script and references no external resource.
     """
-    docs = [_map(d) for d in findings_docs]
+    docs = [as_mapping(d) for d in findings_docs]
     order = sorted(range(len(docs)), key=lambda i: (docs[i].get("is_alert") is not True,
-                                                    -(_int(docs[i].get("severity_id")) or 0),
-                                                    -(_int(docs[i].get("time")) or 0), i))
+                                                    -(as_int(docs[i].get("severity_id")) or 0),
+                                                    -(as_int(docs[i].get("time")) or 0), i))
     shown, hidden = order[:_MAX_FINDINGS], max(0, len(order) - _MAX_FINDINGS)
     alerts = sum(1 for d in docs if d.get("is_alert") is True)
     summary = fleet_summary(verdicts)
@@ -268,7 +256,7 @@ def _contents(docs: list[Mapping[str, Any]], shown: list[int]) -> str:
     entries = []
     for number, index in enumerate(shown[:_MAX_ITEMS], 1):
         doc = docs[index]
-        info = _map(doc.get("finding_info"))
+        info = as_mapping(doc.get("finding_info"))
         entries.append(f'<li><a href="#f{number}">{_t(info.get("title") or doc.get("message") or "finding", 160)}'
                        "</a></li>")
     more = f"<li>… {len(shown) - _MAX_ITEMS} more</li>" if len(shown) > _MAX_ITEMS else ""
@@ -309,7 +297,7 @@ def _coverage_section(verdicts: Sequence[Verdict], coverages: Mapping[str, HostC
 
     out.append(f'<h3>Fleet summary</h3><p id="fleet-summary">{summary["can_complete"]} of {summary["hosts"]} '
                "host(s) can complete AN1316.</p>")
-    reasons = _list(summary.get("top_reasons"))
+    reasons = as_list(summary.get("top_reasons"))
     if reasons:
         out.append('<ul class="plain">' + "".join(
             f"<li>{_t(count, 12)} host(s): {_t(reason)}</li>" for reason, count in reasons) + "</ul>")
@@ -357,11 +345,11 @@ def _findings_section(docs: list[Mapping[str, Any]], shown: list[int], hidden: i
 
 
 def _finding(doc: Mapping[str, Any], number: int) -> str:
-    info = _map(doc.get("finding_info"))
+    info = as_mapping(doc.get("finding_info"))
     cw = _chainwatch(doc)
-    severity_id = _int(doc.get("severity_id")) or 0
+    severity_id = as_int(doc.get("severity_id")) or 0
     severity = _SEVERITY.get(severity_id, "Unknown")
-    confidence = _CONFIDENCE.get(_int(doc.get("confidence_id")) or 0, "unknown")
+    confidence = _CONFIDENCE.get(as_int(doc.get("confidence_id")) or 0, "unknown")
     suppressed_by = cw.get("suppressed_by")
     if doc.get("is_alert") is True:
         kind = '<span class="badge alert">ALERT</span>'
@@ -393,18 +381,18 @@ def _finding(doc: Mapping[str, Any], number: int) -> str:
 
 
 def _bounded(value: object, limit: int) -> tuple[list[Any], int]:
-    entries = _list(value)
+    entries = as_list(value)
     return entries[:limit], max(0, len(entries) - limit)
 
 
 def _facts(doc: Mapping[str, Any], info: Mapping[str, Any], cw: Mapping[str, Any], suppressed_by: object) -> str:
     techniques = []
-    for attack in map(_map, _list(info.get("attacks"))[:10]):
-        technique = _map(attack.get("sub_technique")) or _map(attack.get("technique"))
+    for attack in map(as_mapping, as_list(info.get("attacks"))[:10]):
+        technique = as_mapping(attack.get("sub_technique")) or as_mapping(attack.get("technique"))
         techniques.append(f"{_t(technique.get('uid'), 20)} {_t(technique.get('name'), 60)}".strip())
-    stages = "+".join(_t(s, 2) for s in _list(cw.get("stages_present"))[:4]) or "?"
+    stages = "+".join(_t(s, 2) for s in as_list(cw.get("stages_present"))[:4]) or "?"
     rows = [
-        ("host", f"<code>{_t(_map(doc.get('device')).get('hostname'), _HOST)}</code>"),
+        ("host", f"<code>{_t(as_mapping(doc.get('device')).get('hostname'), _HOST)}</code>"),
         ("finding id", f"<code>{_t(info.get('uid'), _NAME)}</code>"),
         ("severity", f"{_t(doc.get('severity'), 20)} · confidence {_t(doc.get('confidence'), 20)} · "
                      f"{'alert' if doc.get('is_alert') is True else 'not an alert'}"),
@@ -413,24 +401,24 @@ def _facts(doc: Mapping[str, Any], info: Mapping[str, Any], cw: Mapping[str, Any
         ("seen", f"{_time(_ms_iso(info.get('first_seen_time')))} → {_time(_ms_iso(info.get('last_seen_time')))} UTC"),
         ("techniques", ", ".join(techniques) or "—"),
     ]
-    reasons = _list(cw.get("reasons"))[:_MAX_ITEMS]
+    reasons = as_list(cw.get("reasons"))[:_MAX_ITEMS]
     if reasons:
         rows.append(("why", "; ".join(_t(r) for r in reasons)))
-    notes = _list(cw.get("notes"))[:_MAX_ITEMS]
+    notes = as_list(cw.get("notes"))[:_MAX_ITEMS]
     if notes:
         rows.append(("notes", "; ".join(_t(n) for n in notes)))
     return '<dl class="facts">' + "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows) + "</dl>"
 
 
 def _ms_iso(value: object) -> str:
-    millis = _int(value)
+    millis = as_int(value)
     return iso_ns(millis * 1_000_000) if millis is not None and 0 <= millis < 10**14 else ""
 
 
 def _evidence(doc: Mapping[str, Any]) -> dict[Stage, Mapping[str, Any]]:
     found: dict[Stage, Mapping[str, Any]] = {}
-    for evidence in map(_map, _list(doc.get("evidences"))[:_MAX_ITEMS]):
-        stage = _stage_of(_map(evidence.get("data")).get("stage"))
+    for evidence in map(as_mapping, as_list(doc.get("evidences"))[:_MAX_ITEMS]):
+        stage = _stage_of(as_mapping(evidence.get("data")).get("stage"))
         if stage is not None and stage not in found:
             found[stage] = evidence
     return found
@@ -438,8 +426,8 @@ def _evidence(doc: Mapping[str, Any]) -> dict[Stage, Mapping[str, Any]]:
 
 def _links(cw: Mapping[str, Any]) -> dict[tuple[int, int], Mapping[str, Any]]:
     found: dict[tuple[int, int], Mapping[str, Any]] = {}
-    for link in map(_map, _list(cw.get("links"))[:_MAX_ITEMS]):
-        start, end = _int(link.get("from")), _int(link.get("to"))
+    for link in map(as_mapping, as_list(cw.get("links"))[:_MAX_ITEMS]):
+        start, end = as_int(link.get("from")), as_int(link.get("to"))
         if start is not None and end is not None:
             found.setdefault((start, end), link)
     return found
@@ -465,7 +453,7 @@ def _chain_strip(doc: Mapping[str, Any], cw: Mapping[str, Any]) -> str:
         if found is None:
             items.append(f'<li class="stage absent">{_stage_tag(stage)}<br>not seen</li>')
             continue
-        data = _map(found.get("data"))
+        data = as_mapping(found.get("data"))
         name = str(found.get("name") or "")[:_FIELD + 20]
         summary = name.split(": ", 1)[1] if name.startswith("stage ") and ": " in name else name
         items.append(f'<li class="stage">{_stage_tag(stage)}<br>{_t(summary, 200)}<br>'
@@ -479,7 +467,7 @@ def _timeline(cw: Mapping[str, Any]) -> str:
     if not entries:
         return "<p>No timeline was recorded.</p>"
     rows = []
-    for entry in map(_map, entries):
+    for entry in map(as_mapping, entries):
         rows.append(f"<tr><td class=\"t\">{_time(entry.get('time'))}</td>"
                     f"<td>{_stage_tag(_stage_of(entry.get('stage')))}</td>"
                     f"<td>{_t(entry.get('text'))}</td><td>{_t(entry.get('source'), 20)} "
@@ -501,24 +489,24 @@ def _match(nodes: list[Mapping[str, Any]], process: Mapping[str, Any]) -> int | 
         for index, node in enumerate(nodes):
             if node.get("uid") == uid:
                 return index
-    pid = _int(process.get("pid"))
+    pid = as_int(process.get("pid"))
     if pid is None:
         return None
-    hits = [i for i, node in enumerate(nodes) if _int(node.get("pid")) == pid]
+    hits = [i for i, node in enumerate(nodes) if as_int(node.get("pid")) == pid]
     return hits[-1] if hits else None
 
 
 def _tree(doc: Mapping[str, Any], cw: Mapping[str, Any]) -> str:
-    nodes = [_map(n) for n in _list(cw.get("process_tree"))[:_MAX_NODES]]
-    more = max(0, len(_list(cw.get("process_tree"))) - _MAX_NODES)
+    nodes = [as_mapping(n) for n in as_list(cw.get("process_tree"))[:_MAX_NODES]]
+    more = max(0, len(as_list(cw.get("process_tree"))) - _MAX_NODES)
     evidence = _evidence(doc)
     links = _links(cw)
-    app = _map(evidence.get(Stage.APP_ACTIVITY, {}).get("process"))
-    file_path = _map(evidence.get(Stage.FILE_LANDING, {}).get("file")).get("path")
-    stage3 = _match(nodes, _map(evidence.get(Stage.EXECUTION, {}).get("process")))
-    stage4 = _match(nodes, _map(evidence.get(Stage.EGRESS, {}).get("process")))
+    app = as_mapping(evidence.get(Stage.APP_ACTIVITY, {}).get("process"))
+    file_path = as_mapping(evidence.get(Stage.FILE_LANDING, {}).get("file")).get("path")
+    stage3 = _match(nodes, as_mapping(evidence.get(Stage.EXECUTION, {}).get("process")))
+    stage4 = _match(nodes, as_mapping(evidence.get(Stage.EGRESS, {}).get("process")))
     egress_by_node: dict[int, list[Mapping[str, Any]]] = {}
-    for item in map(_map, _list(cw.get("egress"))[:_MAX_ROWS]):
+    for item in map(as_mapping, as_list(cw.get("egress"))[:_MAX_ROWS]):
         index = _match(nodes, item)
         if index is not None:
             egress_by_node.setdefault(index, []).append(item)
@@ -532,7 +520,7 @@ def _tree(doc: Mapping[str, Any], cw: Mapping[str, Any]) -> str:
         entries.append((0, _app_root_html(evidence[Stage.APP_ACTIVITY], app) + _stage1_link(links, file_path)))
         shift = 1
     for index, node in enumerate(nodes):
-        depth = (_int(node.get("depth")) or 0) + shift
+        depth = (as_int(node.get("depth")) or 0) + shift
         stage: Stage | None = None
         notes: list[str] = []
         if index == app_index:
@@ -562,7 +550,7 @@ def _app_root_html(evidence: Mapping[str, Any], process: Mapping[str, Any]) -> s
     """
     name = str(evidence.get("name") or "")[:_FIELD + 20]
     summary = name.split(": ", 1)[1] if name.startswith("stage ") and ": " in name else name
-    pid = _int(process.get("pid"))
+    pid = as_int(process.get("pid"))
     sender = process.get("name") or _basename(process.get("path"))
     return (f'{_stage_tag(Stage.APP_ACTIVITY)}<span class="pname">{_t(summary or "the app", _NAME * 2)}</span>'
             f'<span class="role">recorded by {_t(sender, _NAME)} pid {pid if pid is not None else "?"} · not an '
@@ -576,7 +564,7 @@ def _stage1_link(links: Mapping[tuple[int, int], Mapping[str, Any]], file_path: 
 
 def _dest_html(item: Mapping[str, Any]) -> str:
     where = _t(item.get("hostname") or item.get("ip") or "?", _HOST)
-    port = _int(item.get("port"))
+    port = as_int(item.get("port"))
     target = f"{where}:{port}" if port is not None else where
     return f'<span class="dest">→ {target} ({_t(item.get("attribution"), 30)})</span>'
 
@@ -588,7 +576,7 @@ def _node_html(node: Mapping[str, Any], role: str, seen: str, stage: Stage | Non
     tag = _stage_tag(stage) if stage is not None else ""
     if egress:
         tag += _stage_tag(Stage.EGRESS)
-    pid = _int(node.get("pid"))
+    pid = as_int(node.get("pid"))
     role_text = " · ".join(_t(x, 20) for x in (role, seen) if x)
     cmd = f'<code class="cmd">{_t(command, _CMD)}</code>' if command else ""
     return (f'{tag}<span class="pname">{_t(name, _NAME)}</span>'
@@ -633,20 +621,20 @@ def _egress(cw: Mapping[str, Any]) -> str:
     if not entries:
         return "<p>No egress was attributed to the chain.</p>"
     rows = []
-    for item in map(_map, entries):
+    for item in map(as_mapping, entries):
         method = str(item.get("attribution") or "")
         explained = _ATTRIBUTION.get(method, "")
         where = _t(item.get("hostname") or item.get("ip") or "?", _HOST)
         if item.get("hostname") and item.get("ip"):
             where += f" ({_t(item.get('ip'), 45)})"
-        port = _int(item.get("port"))
+        port = as_int(item.get("port"))
         rows.append(
             f"<tr><td class=\"t\">{_time(item.get('time'))}</td><td>{_t(item.get('process'), _NAME)} pid "
             f"{_t(item.get('pid'), 12)}</td><td><code>{where}</code></td>"
             f"<td class=\"t\">{port if port is not None else '?'}"
             f" {_t(item.get('protocol'), 10)}</td><td class=\"t\">{_t(item.get('destination'), 20)}</td>"
             f"<td><b>{_t(method, 30)}</b>{f' ({html.escape(explained)})' if explained else ''}</td>"
-            f"<td class=\"t\">{_CONFIDENCE.get(_int(item.get('confidence')) or 0, '?')}</td></tr>")
+            f"<td class=\"t\">{_CONFIDENCE.get(as_int(item.get('confidence')) or 0, '?')}</td></tr>")
     return ('<table class="egress"><thead><tr><th>time (UTC)</th><th>process</th><th>destination</th>'
             "<th>port</th><th>class</th><th>attribution method</th><th>confidence</th></tr></thead>"
             f'<tbody>{"".join(rows)}</tbody></table>{_omitted(more, "connections")}')
