@@ -252,8 +252,8 @@ def worker_pipeline(fleet: Path, limit: int) -> dict[str, Any]:
     import botocore.session
     from moto import mock_aws
 
+    from chainwatch.app.local import create_resources
     from chainwatch.engine.engine import would_admit
-    from chainwatch.local import create_resources
     from chainwatch.pipeline.correlate import KinesisRecord, process_batch
     from chainwatch.policy import load_policy
     from chainwatch.sources import Normalizer

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chainwatch.runtime import correlate_runtime
+from chainwatch.app.runtime import correlate_runtime
 
 logger = Logger()
 tracer = Tracer()

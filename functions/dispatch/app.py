@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chainwatch.runtime import dispatch_runtime
+from chainwatch.app.runtime import dispatch_runtime
 
 logger = Logger()
 tracer = Tracer()

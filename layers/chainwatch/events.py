@@ -15,9 +15,9 @@ Process identity survives pid reuse through :attr:`ProcessRef.entity_id`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, ClassVar
 
 
@@ -180,9 +180,7 @@ class Event:
         return datetime.fromtimestamp(self.time_ns / 1e9, tz=UTC)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping (see :func:`chainwatch.serialize.event_to_dict`)."""
-        from chainwatch.serialize import event_to_dict
-
+        """A JSON-ready mapping (see :func:`event_to_dict`)."""
         return event_to_dict(self)
 
 
@@ -301,3 +299,43 @@ def _hex_or_none(text: str) -> int | None:
         return int(text, 16)
     except ValueError:
         return None
+
+
+# -- JSON-ready renderings (the ``normalize`` output and the evidence in findings) --------------------------------
+
+
+def iso_ns(time_ns: int) -> str:
+    """RFC 3339 UTC text with all nine fractional digits: ``2025-08-07T15:13:09.811587464Z``."""
+    seconds, fraction = divmod(time_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:09d}Z"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in fields(value):
+            item = getattr(value, f.name)
+            if item is None or item == ():
+                continue
+            out[f.name] = _plain(item)
+        return out
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """One canonical event as a flat-ish JSON mapping (``None`` and empty fields left out)."""
+    out: dict[str, Any] = {"kind": event.kind.value, "time": iso_ns(event.time_ns)}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if value is None or value == ():
+            continue
+        if f.name == "raw":
+            out["raw"] = str(value)
+        else:
+            out[f.name] = _plain(value)
+    return out

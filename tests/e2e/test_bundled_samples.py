@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 
-from chainwatch.cli import main
+from chainwatch.app.cli import main
 from chainwatch.findings.ocsf import validate_detection_finding
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from chainwatch.cli import main
+from chainwatch.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

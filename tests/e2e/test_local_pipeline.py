@@ -21,7 +21,7 @@ import moto.server
 import orjson
 import pytest
 
-from chainwatch.cli import main
+from chainwatch.app.cli import main
 from chainwatch.sinks.base import Delivery, DeliveryResult, Outcome, results_for
 from chainwatch.sinks.file import FileSink
 

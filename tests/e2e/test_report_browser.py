@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from chainwatch.cli import main
-from chainwatch.findings.report import CSP
+from chainwatch.app.cli import main
+from chainwatch.readiness.report import CSP
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

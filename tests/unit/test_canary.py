@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from chainwatch.canary import MARKER, build_canary, is_canary_host, run_canary
 from chainwatch.policy import load_policy
+from chainwatch.readiness.canary import MARKER, build_canary, is_canary_host, run_canary
 
 POLICY = load_policy()
 NOW = 1_772_443_200_000_000_000

@@ -30,6 +30,7 @@ from chainwatch.events import (
     NetworkConnection,
     ProcessRef,
     XattrAction,
+    iso_ns,
 )
 from chainwatch.findings.model import (
     Confidence,
@@ -45,7 +46,6 @@ from chainwatch.findings.model import (
     finding_id,
 )
 from chainwatch.policy import AllowRule, AppSpec, Policy, Role
-from chainwatch.serialize import iso_ns
 
 _APP_ROLES = (Role.APP, Role.HELPER)
 _ARCHIVE_SUFFIXES = (".zip", ".dmg", ".tar.gz", ".tgz", ".tar", ".7z", ".rar", ".xip", ".pkg", ".tbz", ".gz")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from chainwatch import __version__
-from chainwatch.events import ProcessRef
+from chainwatch.events import ProcessRef, iso_ns
 from chainwatch.findings.model import Finding, Stage
 from chainwatch.findings.story import story_text
 from chainwatch.policy import Policy
-from chainwatch.serialize import iso_ns
 
 OCSF_VERSION = "1.8.0"
 CLASS_UID = 2004

@@ -6,8 +6,8 @@ it is placed in the text.
 
 from __future__ import annotations
 
+from chainwatch.events import iso_ns
 from chainwatch.findings.model import STAGE_TITLES, Finding, Stage
-from chainwatch.serialize import iso_ns
 
 _MAX_FIELD = 300
 

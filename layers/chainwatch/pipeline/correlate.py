@@ -22,14 +22,14 @@ from typing import Any
 
 import orjson
 
-from chainwatch.canary import is_canary_host
-from chainwatch.coverage import CoverageBuffer
 from chainwatch.engine.engine import correlate_host, would_admit
 from chainwatch.errors import StateConflictError, TransientError
 from chainwatch.events import AnyEvent, SourceFormat
 from chainwatch.findings.model import Finding
 from chainwatch.findings.ocsf import to_ocsf
 from chainwatch.policy import Policy
+from chainwatch.readiness.canary import is_canary_host
+from chainwatch.readiness.coverage import CoverageBuffer
 from chainwatch.sources import Normalizer
 from chainwatch.sources.reader import Record, Rejection, excerpt, read_bytes
 from chainwatch.state.dynamodb import DynamoStateStore, OutboxRecord

@@ -21,7 +21,7 @@ revision per ``finding_info.uid``. ``eventDay`` is the finding's own event time 
 time), so it is the same on every retry too.
 
 Canary findings are delivered, marked: ``metadata.labels`` gets ``"canary"`` and
-``unmapped.chainwatch.canary`` is ``true``; every record also carries ``unmapped.chainwatch.revision``.
+``unmapped.chainwatch.readiness.canary`` is ``true``; every record also carries ``unmapped.chainwatch.revision``.
 
 Configuration (``kind: security_lake``): ``bucket`` and ``source_name`` (required), ``account_id`` (the
 ``accountId`` partition: the account the custom source was registered for) and ``region`` (default: the S3

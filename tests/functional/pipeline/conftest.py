@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 from pipeline_support import DynamoCalls
 
-from chainwatch.local import create_resources
-from chainwatch.settings import Settings
+from chainwatch.app.local import create_resources
+from chainwatch.app.settings import Settings
 from chainwatch.state.dynamodb import Tables
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -20,9 +20,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.session import Session as BotocoreSession
 
+from chainwatch.app.local import dynamodb_stream_event, kinesis_event, telemetry_records
+from chainwatch.app.settings import Settings
 from chainwatch.engine.codec import loads_state
 from chainwatch.engine.hoststate import HostState
-from chainwatch.local import dynamodb_stream_event, kinesis_event, telemetry_records
 from chainwatch.pipeline.correlate import (
     BatchReport,
     KinesisRecord,
@@ -32,7 +33,6 @@ from chainwatch.pipeline.correlate import (
 )
 from chainwatch.pipeline.dispatch import sqs_sender
 from chainwatch.policy import Policy, load_policy
-from chainwatch.settings import Settings
 from chainwatch.state.dynamodb import DynamoStateStore, make_models
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,7 +1,7 @@
 """correlate under moto (`mock_aws`): real Kinesis records in, DynamoDB state and the findings outbox out.
 
 Records are put on the template's Kinesis stream with ``PutRecords`` and read back with ``GetRecords``; the Lambda
-event is built from that output by :func:`chainwatch.local.kinesis_event`. The pipeline code is the real one:
+event is built from that output by :func:`chainwatch.app.local.kinesis_event`. The pipeline code is the real one:
 :func:`chainwatch.pipeline.correlate.process_batch` with :class:`~chainwatch.state.dynamodb.DynamoStateStore`, and
 the Lambda handler ``functions/correlate/app.py``. DynamoDB calls are counted (and, where a test needs a throttle,
 failed) by a botocore ``before-call`` hook on the sessions pynamodb creates, so "no call" means no call.
@@ -37,14 +37,14 @@ from pipeline_support import (
     stored_state,
 )
 
+from chainwatch.app.local import LambdaContext, create_resources, load_handler
+from chainwatch.app.settings import Settings
 from chainwatch.engine.codec import MAX_STATE_BYTES, dumps_state, encode_state, loads_state
 from chainwatch.engine.engine import correlate_host
 from chainwatch.engine.hoststate import HostState
 from chainwatch.errors import StateConflictError
 from chainwatch.findings.ocsf import validate_detection_finding
-from chainwatch.local import LambdaContext, create_resources, load_handler
 from chainwatch.pipeline.correlate import KinesisRecord, decode_payload
-from chainwatch.settings import Settings
 from chainwatch.sources.reader import Record
 from chainwatch.state.dynamodb import STATE_SK, DynamoStateStore, LoadedState, OutboxRecord, Tables, make_models
 
@@ -669,11 +669,11 @@ def test_correlate_coverage_flushed_to_state_table_and_read_back_by_cli(
         aws: Any, session: boto3.session.Session, capsys: pytest.CaptureFixture[str]) -> None:
     """Coverage counters land in the state table (one UpdateItem per host per interval) and `chainwatch coverage
     --table` turns them into per-host verdicts."""
-    from chainwatch.cli import main
-    from chainwatch.coverage import CoverageBuffer, read_table
+    from chainwatch.app.cli import main
     from chainwatch.errors import TransientError
     from chainwatch.pipeline.correlate import KinesisRecord, process_batch
     from chainwatch.policy import load_policy
+    from chainwatch.readiness.coverage import CoverageBuffer, read_table
     from chainwatch.state.dynamodb import DynamoStateStore, make_models
 
     client = session.client("dynamodb")

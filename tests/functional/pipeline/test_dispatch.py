@@ -1,7 +1,8 @@
 """dispatch under moto (`mock_aws`): the findings outbox's DynamoDB stream to sinks, each revision once per sink.
 
 The outbox is filled by the real correlate step from the bundled samples; its stream records come from moto's
-``dynamodbstreams`` ``GetRecords`` and become the Lambda event through :func:`chainwatch.local.dynamodb_stream_event`.
+``dynamodbstreams`` ``GetRecords`` and become the Lambda event through
+:func:`chainwatch.app.local.dynamodb_stream_event`.
 Sinks are real: the ``file`` sink, and :class:`ScriptedSink`, a sink registered here that fails transiently a set
 number of times, or for good, and records every delivery it was handed.
 """
@@ -26,8 +27,9 @@ from pipeline_support import (
     scan,
 )
 
+from chainwatch.app.local import LambdaContext, load_handler
+from chainwatch.app.settings import Settings
 from chainwatch.errors import TransientError
-from chainwatch.local import LambdaContext, load_handler
 from chainwatch.pipeline.dispatch import (
     DeadLetter,
     DispatchReport,
@@ -36,7 +38,6 @@ from chainwatch.pipeline.dispatch import (
     parse_stream_records,
     sqs_sender,
 )
-from chainwatch.settings import Settings
 from chainwatch.sinks.base import (
     Delivery,
     DeliveryResult,
@@ -361,8 +362,8 @@ def test_dispatch_missing_secret_dead_letters_with_reason_and_ticket_map_errors_
         aws: Any, session: boto3.session.Session) -> None:
     """Secrets Manager through Powertools: a missing secret is a configuration error (dead letter, not a crash);
     a ticket map whose table is unreachable raises the transient error the sinks retry."""
+    from chainwatch.app.runtime import secret_resolver
     from chainwatch.errors import ConfigError, TransientError
-    from chainwatch.runtime import secret_resolver
     from chainwatch.state.dynamodb import DynamoTicketMap, Tables, make_models
 
     with pytest.raises(ConfigError, match="cannot be read"):

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import requests
 
-from chainwatch.cli import main as chainwatch_main
+from chainwatch.app.cli import main as chainwatch_main
 from chainwatch.sinks.base import Delivery, InMemoryTicketMap, RetryPolicy, SinkContext
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -15,9 +15,9 @@ from builders import (
     run,
 )
 
-from chainwatch.coverage import HostCoverage, collect, fleet_summary, render_text, verdict
 from chainwatch.events import AppAction, Direction, NetworkConnection, SourceFormat
 from chainwatch.policy import load_policy
+from chainwatch.readiness.coverage import HostCoverage, collect, fleet_summary, render_text, verdict
 
 POLICY = load_policy()
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from chainwatch.cli import iter_events
-from chainwatch.coverage import NEEDS, HostCoverage, NeedStatus, Verdict, collect, verdict
+from chainwatch.app.cli import iter_events
 from chainwatch.engine import Engine
 from chainwatch.findings.ocsf import to_ocsf
-from chainwatch.findings.report import CSP, render_report
 from chainwatch.policy import load_policy
+from chainwatch.readiness.coverage import NEEDS, HostCoverage, NeedStatus, Verdict, collect, verdict
+from chainwatch.readiness.report import CSP, render_report
 from chainwatch.sources import Normalizer
 from chainwatch.state.memory import InMemoryStore
 

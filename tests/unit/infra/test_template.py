@@ -17,7 +17,7 @@ import pytest
 from samtranslator.model.exceptions import InvalidDocumentException
 from samtranslator.translator.transform import transform
 
-from chainwatch.templating import load_template, table_definitions
+from chainwatch.app.templating import load_template, table_definitions
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"

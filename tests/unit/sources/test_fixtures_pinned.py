@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from chainwatch.cli import main
+from chainwatch.app.cli import main
 from chainwatch.events import AnyEvent
 from chainwatch.sources import Normalizer
 from chainwatch.sources.reader import Rejection, iter_files, read_path

@@ -26,9 +26,9 @@ from typing import Any
 import boto3
 import orjson
 
+from chainwatch.app.templating import load_template, table_definitions
 from chainwatch.errors import ChainwatchError, ConfigError
 from chainwatch.sources.reader import Record, iter_files, read_path
-from chainwatch.templating import load_template, table_definitions
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"aws_access_key_id": "chainwatch-local", "aws_secret_access_key": "chainwatch-local"}
@@ -84,7 +84,7 @@ def load_handler(name: str, root: Path) -> ModuleType:
 def _forget_runtimes() -> None:
     """Drop the cached runtimes: they are built once per process from the environment (as in a warm Lambda
     container), and a fresh handler must not reuse one bound to another run's endpoint, tables or sinks."""
-    from chainwatch.runtime import correlate_runtime, dispatch_runtime
+    from chainwatch.app.runtime import correlate_runtime, dispatch_runtime
 
     correlate_runtime.cache_clear()
     dispatch_runtime.cache_clear()

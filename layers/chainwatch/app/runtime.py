@@ -18,12 +18,12 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, Ki
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chainwatch.coverage import CoverageBuffer
+from chainwatch.app.settings import Settings, from_env
 from chainwatch.errors import ConfigError, TransientError
 from chainwatch.pipeline.correlate import BatchReport, KinesisRecord, process_batch
 from chainwatch.pipeline.dispatch import DispatchReport, dispatch, parse_stream_records, sqs_sender
 from chainwatch.policy import Policy, load_policy
-from chainwatch.settings import Settings, from_env
+from chainwatch.readiness.coverage import CoverageBuffer
 from chainwatch.sinks.base import RetryPolicy, Sink, SinkContext, build_sinks
 from chainwatch.state.dynamodb import DynamoDeliveryLog, DynamoStateStore, DynamoTicketMap, make_models
 

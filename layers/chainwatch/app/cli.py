@@ -30,9 +30,9 @@ from chainwatch.sources import Normalizer
 from chainwatch.sources.reader import Rejection, iter_files, read_path
 
 if TYPE_CHECKING:
-    from chainwatch.coverage import HostCoverage, Verdict
     from chainwatch.findings.model import Finding
     from chainwatch.policy import Policy
+    from chainwatch.readiness.coverage import HostCoverage, Verdict
 
 _FORMATS = ("auto", *(f.value for f in SourceFormat))
 
@@ -85,7 +85,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from chainwatch.detect import run_detect
+    from chainwatch.pipeline.detect import run_detect
 
     with ExitStack() as stack:
         normalizer = _normalizer(args, stack)
@@ -94,9 +94,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def _correlate(args: argparse.Namespace) -> tuple[Policy, list[Finding], dict[str, HostCoverage], list[Verdict]]:
     """Read the files once: findings from the engine, and per-host coverage counters with their verdicts."""
-    from chainwatch.coverage import collect, verdict
     from chainwatch.engine import Engine
     from chainwatch.policy import load_policy
+    from chainwatch.readiness.coverage import collect, verdict
     from chainwatch.state.memory import InMemoryStore
 
     policy = load_policy(args.policy, window=args.window)
@@ -117,7 +117,7 @@ def _correlate(args: argparse.Namespace) -> tuple[Policy, list[Finding], dict[st
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from chainwatch.coverage import fleet_summary, read_table, render_text, verdict
+    from chainwatch.readiness.coverage import fleet_summary, read_table, render_text, verdict
 
     if args.table:
         import boto3
@@ -146,7 +146,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from chainwatch.findings.ocsf import to_ocsf
-    from chainwatch.findings.report import render_report
+    from chainwatch.readiness.report import render_report
 
     policy, findings, coverages, verdicts = _correlate(args)
     docs = [to_ocsf(f, policy) for f in findings if f.is_alert or args.all]
@@ -177,7 +177,7 @@ def _repo_root(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from chainwatch.local import run_local, standins
+    from chainwatch.app.local import run_local, standins
 
     root = _repo_root(args)
     if root is None:
@@ -201,13 +201,13 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
-    from chainwatch.canary import CanaryResult, aws_hops, build_canary, run_canary
     from chainwatch.policy import load_policy
+    from chainwatch.readiness.canary import CanaryResult, aws_hops, build_canary, run_canary
 
     policy = load_policy(args.policy, window=args.window)
     chain = build_canary(policy)
     if args.local:
-        from chainwatch.local import run_local, standins
+        from chainwatch.app.local import run_local, standins
 
         root = _repo_root(args)
         if root is None:

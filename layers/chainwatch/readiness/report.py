@@ -25,11 +25,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chainwatch.coverage import NEED_TITLES, NEEDS, HostCoverage, Verdict, fleet_summary
+from chainwatch.events import iso_ns
 from chainwatch.findings.model import STAGE_TITLES, Stage
 from chainwatch.findings.render import as_int, as_list, as_mapping, triage_playbook
 from chainwatch.findings.story import safe
-from chainwatch.serialize import iso_ns
+from chainwatch.readiness.coverage import NEED_TITLES, NEEDS, HostCoverage, Verdict, fleet_summary
 
 __all__ = ["CSP", "render_report"]
 
@@ -207,7 +207,7 @@ def render_report(findings_docs: Sequence[Mapping[str, Any]], verdicts: Sequence
         OCSF 2004 Detection Findings as :func:`chainwatch.findings.ocsf.to_ocsf` renders them (read tolerantly:
         a missing or mistyped field shows as empty, never fails the report).
     verdicts
-        One readiness :class:`~chainwatch.coverage.Verdict` per host, in the order the matrix lists them.
+        One readiness :class:`~chainwatch.readiness.coverage.Verdict` per host, in the order the matrix lists them.
     coverages
         The per-host counters the verdicts came from (for clock skew, sources and stalled chains).
     generated_at_ns

@@ -1,0 +1,1 @@
+"""The application floor: the command line, the embedded local run, the Lambda runtimes and their settings."""

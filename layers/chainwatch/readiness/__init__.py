@@ -1,0 +1,1 @@
+"""The readiness floor: per-host telemetry coverage, the end-to-end canary, and the HTML report."""
