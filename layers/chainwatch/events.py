@@ -42,6 +42,7 @@ class EventKind(StrEnum):
     XATTR = "xattr"
     GATEKEEPER = "gatekeeper"
     NETWORK = "network"
+    MOUNT = "mount"
 
 
 class AppAction(StrEnum):
@@ -70,6 +71,22 @@ class GatekeeperAction(StrEnum):
     REJECTION_CLEARED = "rejection_cleared"
     BLOCKED_LAUNCH = "blocked_launch"
     TRANSLOCATION = "translocation"
+
+
+class MountAction(StrEnum):
+    MOUNT = "mount"
+    UNMOUNT = "unmount"
+
+
+class MountKind(StrEnum):
+    """What was mounted (Endpoint Security's ``es_mount_disposition_t`` where the source has it)."""
+
+    DISK_IMAGE = "disk_image"  # ES_MOUNT_DISPOSITION_VIRTUAL: a .dmg or another file-backed volume
+    NULLFS = "nullfs"  # ES_MOUNT_DISPOSITION_NULLFS: App Translocation's read-only copy of a quarantined app
+    EXTERNAL = "external"
+    INTERNAL = "internal"
+    NETWORK = "network"
+    UNKNOWN = "unknown"
 
 
 class Direction(StrEnum):
@@ -273,8 +290,27 @@ class NetworkConnection(Event):
     kind: ClassVar[EventKind] = EventKind.NETWORK
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeMount(Event):
+    """A volume was mounted or unmounted: a disk image at ``/Volumes/<name>``, or App Translocation's nullfs copy.
+
+    ``mount_point`` is where it appears (statfs ``f_mntonname``); ``mounted_from`` what it came from
+    (``f_mntfromname``: a device such as ``/dev/disk4s1`` for an image, the original folder for a nullfs
+    translocation mount); ``image_path`` the image file when a record names it (``hdiutil attach PATH``, a
+    DiskImages log line). ``process`` is the mounting process (diskimagesiod, DiskImageMounter, lsd, hdiutil).
+    """
+
+    action: MountAction
+    mount_point: str
+    mounted_from: str | None = None
+    mount_kind: MountKind = MountKind.UNKNOWN
+    fs_type: str | None = None
+    image_path: str | None = None
+    kind: ClassVar[EventKind] = EventKind.MOUNT
+
+
 AnyEvent = AppActivity | ProcessFork | ProcessExec | ProcessExit | FileWrite | XattrChange | Gatekeeper | \
-    NetworkConnection
+    NetworkConnection | VolumeMount
 
 
 def parse_quarantine(value: str) -> Quarantine:

@@ -25,6 +25,8 @@ from chainwatch.events import (
     FileWrite,
     Gatekeeper,
     GatekeeperAction,
+    MountAction,
+    MountKind,
     NetworkConnection,
     ProcessExec,
     ProcessExit,
@@ -33,6 +35,7 @@ from chainwatch.events import (
     Quarantine,
     RawRef,
     SourceFormat,
+    VolumeMount,
     XattrAction,
     XattrChange,
 )
@@ -43,11 +46,12 @@ FORMAT_VERSION = 1
 MAX_STATE_BYTES = 300_000
 
 _EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    AppActivity, ProcessFork, ProcessExec, ProcessExit, FileWrite, XattrChange, Gatekeeper, NetworkConnection)}
+    AppActivity, ProcessFork, ProcessExec, ProcessExit, FileWrite, XattrChange, Gatekeeper, NetworkConnection,
+    VolumeMount)}
 _NESTED: dict[str, type] = {"process": ProcessRef, "target": ProcessRef, "child": ProcessRef,
                             "signature": CodeSignature, "quarantine": Quarantine, "raw": RawRef}
 _ACTIONS: dict[type, type[Enum]] = {AppActivity: AppAction, FileWrite: FileAction, XattrChange: XattrAction,
-                                    Gatekeeper: GatekeeperAction}
+                                    Gatekeeper: GatekeeperAction, VolumeMount: MountAction}
 
 
 class StateDecodeError(ChainwatchError):
@@ -84,6 +88,8 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             value = SourceFormat(value)
         elif f.name == "direction":
             value = Direction(value)
+        elif f.name == "mount_kind":
+            value = MountKind(value)
         elif f.name == "action":
             value = _ACTIONS[cls](value)
         kwargs[f.name] = value
