@@ -143,6 +143,7 @@ def encode_state(state: HostState) -> dict[str, Any]:
         "xattrs": [encode_event(e) for e in state.xattrs],
         "gatekeeper": [encode_event(e) for e in state.gatekeeper],
         "network": [encode_event(e) for e in state.network],
+        "mounts": [encode_event(e) for e in state.mounts],
         "watermark": state.watermark_ns,
         "seen": [list(s) for s in state.seen],
         "version": state.version,
@@ -170,6 +171,7 @@ def decode_state(data: dict[str, Any]) -> HostState:
     state.xattrs = [decode_event(e) for e in data.get("xattrs", [])]
     state.gatekeeper = [decode_event(e) for e in data.get("gatekeeper", [])]
     state.network = [decode_event(e) for e in data.get("network", [])]
+    state.mounts = [decode_event(e) for e in data.get("mounts", [])]
     state.watermark_ns = int(data.get("watermark", 0))
     state.seen = {(str(a), str(b)) for a, b in data.get("seen", [])}
     state.version = int(data.get("version", 0))

@@ -8,6 +8,9 @@ before. That is what makes the state, and so the findings, independent of arriva
 - app activity of policy apps, and Finder clicks;
 - file writes into watched paths by processes that matter (or by processes a source names only by pid);
 - quarantine attribute changes, Gatekeeper evidence;
+- disk-image mounts and App Translocation's nullfs mounts (the delivery lineage of an app shipped in a .dmg), and
+  copies of app bundles into ``/Applications`` (an app dragged off a mounted image);
+- apps started from ``/Applications`` whose signature is not Apple's or a known vendor's (a dragged-in stealer);
 - outbound connections that are egress (not loopback) from processes that are not the apps themselves.
 
 Everything is dropped once the window has passed (:meth:`HostState.evict_before`).
@@ -26,11 +29,13 @@ from chainwatch.events import (
     Direction,
     FileWrite,
     Gatekeeper,
+    MountKind,
     NetworkConnection,
     ProcessExec,
     ProcessExit,
     ProcessFork,
     ProcessRef,
+    VolumeMount,
     XattrChange,
 )
 from chainwatch.policy import Classification, Policy, Role
@@ -55,6 +60,7 @@ class HostState:
     xattrs: list[XattrChange] = field(default_factory=list)
     gatekeeper: list[Gatekeeper] = field(default_factory=list)
     network: list[NetworkConnection] = field(default_factory=list)
+    mounts: list[VolumeMount] = field(default_factory=list)
     watermark_ns: int = 0
     seen: set[tuple[str, str]] = field(default_factory=set)
     version: int = 0
@@ -97,7 +103,7 @@ class HostState:
 
     def __len__(self) -> int:
         return (len(self.processes.nodes) + len(self.apps) + len(self.files) + len(self.xattrs)
-                + len(self.gatekeeper) + len(self.network))
+                + len(self.gatekeeper) + len(self.network) + len(self.mounts))
 
     def evict_before(self, horizon_ns: int) -> None:
         self.horizon_ns = max(self.horizon_ns, horizon_ns)
@@ -107,6 +113,7 @@ class HostState:
         self.xattrs = [e for e in self.xattrs if e.time_ns >= horizon_ns]
         self.gatekeeper = [e for e in self.gatekeeper if e.time_ns >= horizon_ns]
         self.network = [e for e in self.network if e.time_ns >= horizon_ns]
+        self.mounts = [e for e in self.mounts if e.time_ns >= horizon_ns]
         self.seen = {s for s in self.seen if int(s[1]) >= horizon_ns}
         # A finding record can go once its chain can no longer be assembled at all (its stage-3 process is gone):
         # until then it must stay, or a partial re-assembly would look like a new chain.
@@ -130,7 +137,40 @@ def process_matters(policy: Policy, ref: ProcessRef) -> tuple[bool, Classificati
         parent_role = policy.classify(ref.parent_executable, None)
         if parent_role is not None and parent_role.role in _APP_ROLES:
             return True, None
-    return policy.is_suspicious_exec_path(ref.executable), None
+    # A child of a process running from a download, a volume or temp space is part of whatever that process is
+    # (a stealer re-launching a copy of itself from a hidden folder), wherever the child lives.
+    return (policy.is_suspicious_exec_path(ref.executable) or unvetted_installed_app(policy, ref)
+            or policy.is_suspicious_exec_path(ref.parent_executable)), None
+
+
+def unvetted_installed_app(policy: Policy, ref: ProcessRef) -> bool:
+    """An app bundle in ``/Applications`` not signed by Apple or a known vendor (or whose record has no signature).
+
+    A stealer dragged off its disk image runs from ``/Applications``, which is not a suspicious place; tracking
+    every app there would keep all their traffic, so only the ones whose signature does not vouch for them are.
+    """
+    executable = ref.executable
+    if not executable or not executable.startswith("/Applications/") or ".app/Contents/MacOS/" not in executable:
+        return False
+    sig = ref.signature
+    if sig is None:
+        return True
+    if sig.platform_binary:
+        return False
+    return policy.vendor_for_team(sig.team_id) is None
+
+
+def _is_app_copy(event: FileWrite) -> bool:
+    """A write that puts an app bundle into ``/Applications`` (its folder or its main executable)."""
+    path = event.path
+    if not path.startswith("/Applications/"):
+        return False
+    cut = path.find(".app")
+    if cut < 0:
+        return False
+    rest = path[cut + 4:]
+    return rest in ("", "/") or rest.startswith("/Contents/MacOS/") or (
+        event.source_path is not None and event.source_path.startswith("/Volumes/"))
 
 
 def event_identity(event: AnyEvent) -> tuple[str, str]:
@@ -184,7 +224,8 @@ def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
         return False
     if isinstance(event, FileWrite):
         if not policy.is_watched(event.path):
-            return False
+            # Copies into /Applications are delivery evidence (an app dragged off its disk image), not stage 2.
+            return _is_app_copy(event) and state.add_file(event)
         writer = event.process
         if writer is not None and writer.executable is not None and _classify(policy, writer) is None \
                 and not policy.is_suspicious_exec_path(writer.executable):
@@ -198,6 +239,13 @@ def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
     if isinstance(event, Gatekeeper):
         state.gatekeeper.append(event)
         return True
+    if isinstance(event, VolumeMount):
+        point = event.mount_point
+        if event.mount_kind in (MountKind.DISK_IMAGE, MountKind.NULLFS) or point.startswith("/Volumes/") \
+                or "/AppTranslocation/" in point or event.image_path:
+            state.mounts.append(event)
+            return True
+        return False
     if isinstance(event, NetworkConnection):
         if event.direction is Direction.INBOUND:
             return False

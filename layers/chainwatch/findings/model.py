@@ -80,6 +80,22 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryStep:
+    """One step of how a downloaded app reached the launch: download, rename, extraction, disk-image mount, copy
+    into ``/Applications``, translocation, Gatekeeper, launch. ``strength`` and ``reason`` are those of the link
+    from the step before (``None`` on the first step)."""
+
+    step: str
+    time_ns: int | None
+    path: str | None
+    text: str
+    strength: Strength | None = None
+    reason: str | None = None
+    source: SourceFormat | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TreeNode:
     """One process in the tree from the app to the egressing process; ``depth`` 0 is the app."""
 
@@ -124,7 +140,7 @@ class Finding:
     app_name: str
     app_key: str
     stage3_key: str
-    route: str  # "interpreter" or "quarantined_app"
+    route: str  # "interpreter", "quarantined_app" or "package"
     stages: tuple[StageEvidence, ...]
     links: tuple[Link, ...]
     tree: tuple[TreeNode, ...]
@@ -141,6 +157,10 @@ class Finding:
     suppressed_by: str | None = None
     suppression_reason: str | None = None
     notes: tuple[str, ...] = ()
+    #: The delivery lineage (image -> volume -> app -> translocation -> launch) of a downloaded app's chain.
+    delivery: tuple[DeliveryStep, ...] = ()
+    #: Ranks findings of the same severity: the sum of the severity rules that matched (policy ``severity``).
+    score: int = 0
     evidence_events: tuple[AnyEvent, ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -160,8 +180,12 @@ class Finding:
     def title(self) -> str:
         child = next((s.process for s in self.stages if s.stage is Stage.EXECUTION and s.process), None)
         child_name = child.display_name if child else "a child process"
-        if self.route == "quarantined_app":
+        if self.route == "quarantined_app" and self.app_key.startswith("?"):
+            what = f"downloaded app {child_name} opened (download not seen)"
+        elif self.route == "quarantined_app":
             what = f"{self.app_name} download {child_name} opened"
+        elif self.route == "package":
+            what = f"{self.app_name} download installed, its package script ran {child_name}"
         else:
             what = f"{self.app_name} spawned {child_name}"
         egress = next((s for s in self.stages if s.stage is Stage.EGRESS), None)

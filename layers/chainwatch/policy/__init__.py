@@ -47,6 +47,7 @@ class Role(StrEnum):
     HELPER = "helper"
     INTERPRETER = "interpreter"
     INTERMEDIATE = "intermediate"
+    INSTALLER = "installer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class AppSpec:
     helper_signing_ids: frozenset[str]
     helper_paths: GlobSet
     line: int | None = None
+    group: str = "apps"
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,64 @@ class AllowRule:
 
 
 @dataclass(frozen=True)
+class KnownVendor:
+    """A vendor a site trusts: its Developer ID teams and the domains its apps talk to."""
+
+    name: str
+    team_ids: frozenset[str]
+    hostnames: GlobSet
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A behaviour recognised in a chain's process tree: a process (by basename) whose command line matches."""
+
+    id: str
+    description: str
+    processes: frozenset[str]
+    cmdline: re.Pattern[str]
+    technique: str | None = None
+    line: int | None = None
+
+    def matches(self, name: str, cmdline: str) -> bool:
+        return (not self.processes or name.lower() in self.processes) and self.cmdline.search(cmdline) is not None
+
+
+@dataclass(frozen=True)
+class SeverityRule:
+    """Raise (to at least ``to``) or cap (to at most ``to``) a finding's severity when ``signal`` holds."""
+
+    id: str
+    signal: str
+    to: int  # an OCSF severity_id (chainwatch.findings.model.Severity)
+    score: int
+    reason: str
+    line: int | None = None
+
+
+SEVERITY_NAMES = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    alert_from: int
+    base_all_strong: int
+    base_all_weak: int
+    base_three: int
+    raises: tuple[SeverityRule, ...]
+    caps: tuple[SeverityRule, ...]
+    #: Behaviours that make an opened download an alert without all four stages (the behavioural floor).
+    floor_behaviours: frozenset[str]
+    #: Behaviours a known vendor's installer shows every day (its postinstall strips quarantine from its own app).
+    vendor_tolerated: frozenset[str] = frozenset()
+
+
+_DEFAULT_SEVERITY = SeverityPolicy(alert_from=3, base_all_strong=4, base_all_weak=3, base_three=2, raises=(),
+                                   caps=(), floor_behaviours=frozenset())
+
+
+@dataclass(frozen=True)
 class Policy:
     """The analytic's data: apps, paths, interpreters, destination ranges, windows and allowlists."""
 
@@ -172,6 +232,10 @@ class Policy:
     not_egress: tuple[Network, ...]
     internal: tuple[Network, ...]
     allowlist: tuple[AllowRule, ...]
+    installers: tuple[BinarySpec, ...] = ()
+    known_vendors: tuple[KnownVendor, ...] = ()
+    behaviours: tuple[Behaviour, ...] = ()
+    severity: SeverityPolicy = _DEFAULT_SEVERITY
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # -- processes ---------------------------------------------------------------------------------------------
@@ -192,10 +256,14 @@ class Policy:
     def _classify(self, executable: str | None, signing: str | None, team: str | None,
                   platform: bool | None) -> Classification | None:
         for app in self.apps:
-            if executable in app.executables or (signing in app.signing_ids and
-                                                 (not app.team_ids or team in app.team_ids or platform)):
+            if executable in app.executables and not _contradicts(app, signing, team, platform):
                 return Classification(Role.APP, app.name)
-        for group, role in ((self.interpreters, Role.INTERPRETER), (self.intermediates, Role.INTERMEDIATE)):
+            if signing in app.signing_ids and (team in app.team_ids or platform
+                                               or (not app.team_ids and not _contradicts(app, signing, team,
+                                                                                         platform))):
+                return Classification(Role.APP, app.name)
+        for group, role in ((self.interpreters, Role.INTERPRETER), (self.intermediates, Role.INTERMEDIATE),
+                            (self.installers, Role.INSTALLER)):
             for spec in group:
                 if signing is not None:
                     # A signature decides: Apple's signing id on a platform binary, wherever the file lives.
@@ -205,7 +273,8 @@ class Policy:
                 if spec.paths.match(executable):
                     return Classification(role, spec.name, spec.technique)
         for app in self.apps:
-            if signing in app.helper_signing_ids or app.helper_paths.match(executable):
+            if (signing in app.helper_signing_ids or app.helper_paths.match(executable)) \
+                    and not _contradicts(app, signing, team, platform):
                 return Classification(Role.HELPER, app.name)
         return None
 
@@ -227,6 +296,12 @@ class Policy:
                 return app
         return None
 
+    def vendor_for_team(self, team_id: str | None) -> KnownVendor | None:
+        """The known vendor signing with ``team_id``, if any."""
+        if not team_id:
+            return None
+        return next((v for v in self.known_vendors if team_id in v.team_ids), None)
+
     def is_watched(self, path: str | None) -> bool:
         return self.watched_paths.match(path)
 
@@ -244,6 +319,22 @@ class Policy:
         if any(address in net for net in self.internal if net.version == address.version):
             return "internal"
         return "external"
+
+
+def _contradicts(app: AppSpec, signing: str | None, team: str | None, platform: bool | None) -> bool:
+    """Whether a signature says an image is *not* the app its path or signing id names (an impostor).
+
+    Paths and ad-hoc signing ids are the attacker's to choose (a stealer installs itself as ``/Applications/Arc.app``
+    signed ad hoc as ``company.thebrowser.Browser``); a Developer ID team or Apple's platform signature is not. With
+    no signing data at all (sources without it) the path decides.
+    """
+    if signing is None and team is None and platform is None:
+        return False
+    if platform:
+        return False
+    if app.team_ids:
+        return team not in app.team_ids
+    return not team  # an Apple app signed ad hoc or not at all
 
 
 @lru_cache(maxsize=16384)
@@ -338,7 +429,8 @@ class _Reader:
 
 
 _TOP_KEYS = {"analytic", "window", "links", "apps", "watched_paths", "interpreters", "intermediates",
-             "suspicious_exec_paths", "not_egress", "internal", "allowlist"}
+             "suspicious_exec_paths", "not_egress", "internal", "allowlist", "disabled_groups", "installers",
+             "known_vendors", "behaviours", "severity"}
 _APPLIES_TO = {"app", "child", "egress"}
 
 
@@ -380,8 +472,10 @@ def load_policy(path: str | Path | None = None, *, window: str | None = None) ->
     links.check_keys({"app_to_file", "file_to_exec", "exec_to_egress", "prompt_to_launch"})
 
     apps = []
+    disabled = set(top.strings("disabled_groups"))
     for item in top.items("apps"):
-        item.check_keys({"name", "kind", "bundle_ids", "signing_ids", "team_ids", "executables", "helpers"})
+        item.check_keys({"name", "kind", "group", "bundle_ids", "signing_ids", "team_ids", "executables",
+                         "helpers"})
         helpers = _Reader(item.data.get("helpers", {}), name, f"{item.where}.helpers")
         helpers.check_keys({"signing_ids", "paths"})
         apps.append(AppSpec(
@@ -390,9 +484,12 @@ def load_policy(path: str | Path | None = None, *, window: str | None = None) ->
             team_ids=frozenset(item.strings("team_ids")), executables=frozenset(item.strings("executables")),
             helper_signing_ids=frozenset(helpers.strings("signing_ids")),
             helper_paths=GlobSet(helpers.strings("paths")), line=item.line,
+            group=item.text("group", item.text("kind", "apps")),
         ))
         if not apps[-1].executables and not apps[-1].signing_ids:
             raise item.fail("an app needs 'executables' or 'signing_ids'")
+        if apps[-1].group in disabled:
+            apps.pop()
 
     def binaries(key: str) -> tuple[BinarySpec, ...]:
         specs = []
@@ -438,6 +535,16 @@ def load_policy(path: str | Path | None = None, *, window: str | None = None) ->
                             "paths, cmdline")
         rules.append(rule)
 
+    vendors = []
+    for item in top.items("known_vendors"):
+        item.check_keys({"name", "team_ids", "hostnames"})
+        vendors.append(KnownVendor(item.text("name"), frozenset(item.strings("team_ids")),
+                                   GlobSet(item.strings("hostnames")), item.line))
+        if not vendors[-1].team_ids:
+            raise item.fail("a known vendor needs 'team_ids'")
+    behaviours = _behaviours(top)
+    severity = _severity(top, {b.id for b in behaviours})
+
     try:
         window_ns = parse_duration_ns(window) if window else top.duration("window", "1h")
     except ValueError as exc:
@@ -460,4 +567,84 @@ def load_policy(path: str | Path | None = None, *, window: str | None = None) ->
         not_egress=top.networks("not_egress"),
         internal=top.networks("internal"),
         allowlist=tuple(rules),
+        installers=binaries("installers"),
+        known_vendors=tuple(vendors),
+        behaviours=behaviours,
+        severity=severity,
+    )
+
+
+#: The signals the engine computes for severity rules (``behaviour:<id>`` names a policy behaviour).
+SIGNALS = frozenset({"unsigned_process", "revoked_signature", "unknown_team", "gatekeeper_override",
+                     "raw_ip_egress", "payload_executed", "known_vendor_quiet"})
+
+
+def _behaviours(top: _Reader) -> tuple[Behaviour, ...]:
+    out = []
+    seen: set[str] = set()
+    for item in top.items("behaviours"):
+        item.check_keys({"id", "description", "technique", "processes", "cmdline"})
+        ident = item.text("id")
+        if ident in seen:
+            raise item.fail(f"duplicate behaviour id {ident!r}", "id")
+        seen.add(ident)
+        try:
+            pattern = re.compile(item.text("cmdline"), re.IGNORECASE)
+        except re.error as exc:
+            raise item.fail(f"'cmdline' is not a valid regex: {exc}", "cmdline") from exc
+        out.append(Behaviour(ident, item.text("description", ident),
+                             frozenset(p.lower() for p in item.strings("processes")), pattern,
+                             item.data.get("technique"), item.line))
+    return tuple(out)
+
+
+def _severity_name(reader: _Reader, key: str, default: str) -> int:
+    value = reader.data.get(key, default)
+    if value not in SEVERITY_NAMES:
+        raise reader.fail(f"'{key}' must be one of {sorted(SEVERITY_NAMES, key=SEVERITY_NAMES.__getitem__)}", key)
+    return SEVERITY_NAMES[value]
+
+
+def _severity(top: _Reader, behaviour_ids: set[str]) -> SeverityPolicy:
+    if "severity" not in top.data:
+        return _DEFAULT_SEVERITY
+    sev = _Reader(top.data["severity"], top.path, "severity")
+    sev.check_keys({"alert_from", "base", "raise", "cap", "behavioural_floor", "known_vendor_tolerates"})
+    base = _Reader(sev.data.get("base", {}), top.path, "severity.base")
+    base.check_keys({"all_stages_strong", "all_stages_weak", "three_stages"})
+    seen: set[str] = set()
+
+    def rules(key: str) -> tuple[SeverityRule, ...]:
+        out = []
+        for item in sev.items(key):
+            item.check_keys({"id", "signal", "to", "score", "reason"})
+            ident = item.text("id")
+            if ident in seen:
+                raise item.fail(f"duplicate severity rule id {ident!r}", "id")
+            seen.add(ident)
+            signal = item.text("signal")
+            known = signal in SIGNALS or (signal.startswith("behaviour:") and signal[10:] in behaviour_ids)
+            if not known:
+                raise item.fail(f"unknown signal {signal!r}: one of {sorted(SIGNALS)} or behaviour:<id> of a "
+                                "listed behaviour", "signal")
+            score = item.data.get("score", 0)
+            if not isinstance(score, int) or isinstance(score, bool):
+                raise item.fail("'score' must be an integer", "score")
+            out.append(SeverityRule(ident, signal, _severity_name(item, "to", "high"), score,
+                                    item.text("reason", ident), item.line))
+        return tuple(out)
+
+    floor = sev.strings("behavioural_floor")
+    tolerated = sev.strings("known_vendor_tolerates")
+    for key, names in (("behavioural_floor", floor), ("known_vendor_tolerates", tolerated)):
+        unknown = sorted(set(names) - behaviour_ids)
+        if unknown:
+            raise sev.fail(f"'{key}' names unknown behaviours {unknown}", key)
+    return SeverityPolicy(
+        alert_from=_severity_name(sev, "alert_from", "medium"),
+        base_all_strong=_severity_name(base, "all_stages_strong", "high"),
+        base_all_weak=_severity_name(base, "all_stages_weak", "medium"),
+        base_three=_severity_name(base, "three_stages", "low"),
+        raises=rules("raise"), caps=rules("cap"), floor_behaviours=frozenset(floor),
+        vendor_tolerated=frozenset(tolerated),
     )

@@ -141,9 +141,23 @@ def test_chain_amos_dmg_from_chrome_is_critical_route_b() -> None:
     assert any("prompt" in g for g in finding.gatekeeper)
 
 
-# Twin: the same DMG delivered by AirDrop (sharingd is not a policy app), opened from the same volume.
-def test_chain_amos_dmg_from_airdrop_has_no_finding() -> None:
-    assert run(amos_dmg_from_chrome(downloaded_by_browser=False).events) == []
+# Twin: the same DMG delivered by AirDrop (sharingd is not a policy app), opened from the same volume. No policy
+# app downloaded it, so stages 1 and 2 are missing; the behavioural floor still alerts: an app opened after a
+# Gatekeeper override that prompts for the password and posts data out is a stealer however it arrived.
+def test_chain_amos_dmg_from_airdrop_alerts_by_behavioural_floor() -> None:
+    finding = only(run(amos_dmg_from_chrome(downloaded_by_browser=False).events))
+    assert finding.stage_numbers == (3, 4)
+    assert finding.is_alert and finding.severity is Severity.CRITICAL
+    assert finding.app_key.startswith("?/")
+    assert any(r.startswith("behavioural floor") for r in finding.reasons)
+    assert any("download of this app was seen" in n for n in finding.notes)
+
+
+# Twin of the twin: the same AirDrop'd app that shows no stealer behaviour (it only fetches an update) is nothing.
+def test_chain_airdrop_app_without_behaviour_has_no_finding() -> None:
+    s = amos_dmg_from_chrome(downloaded_by_browser=False)
+    quiet = [e for e in s.events if not (getattr(getattr(e, "target", None), "pid", None) in (2720, 2731))]
+    assert run(quiet) == []
 
 
 # Objective-See "All Your Macs Are Belong To Us" and Jamf on Shlayer (2021): a zip Safari auto-extracts, the app
