@@ -84,33 +84,45 @@ def without_partial(path: str) -> str:
     return path
 
 
-_VERSION = re.compile(r"(?<![a-z])v?\d+(?:[._]\d+)*[a-z]?(?![a-z])")
+_VERSION = re.compile(r"(?<![a-z\d])v?\d+(?:[._]\d+)*[a-z]?(?![a-z\d])")
 _NOISE = re.compile(r"\b(?:setup|installer|install|installation|mac|macos|osx|universal|arm64|x86_64|x64|intel|"
                     r"apple ?silicon|aarch64|amd64|dmg|app|latest|free|full|crack(?:ed)?|update|client|desktop|"
                     r"pro)\b")
 _SEPARATORS = re.compile(r"[\s_\-.+()\[\]{}]+")
 
 
+_ARCH = re.compile(r"\b(?:universal|arm64|x86_64|x64|intel|aarch64|amd64|apple ?silicon)\b")
+
+
+def _light(name: str) -> str:
+    """Case, separators, versions and architecture dropped; words kept (``Installer_v2.4.1_arm64`` -> ``installer``)."""
+    text = _SEPARATORS.sub(" ", stem(basename(name)).lower())
+    return "".join(_VERSION.sub(" ", _ARCH.sub(" ", text)).split())
+
+
 def normalized_name(name: str) -> str:
     """A tolerant form of a download, volume or bundle name for comparing them.
 
     Case, spaces and separators, version numbers (``v2.4.1``, ``-1.2.3``), architecture suffixes and the words
-    installers add ("Setup", "Installer", "for Mac") are dropped: ``Installer_v2.4.1_arm64.dmg``,
-    ``/Volumes/Installer 2`` and ``Installer.app`` all become ``""``-free ``"installer"``-less stems, so the
-    comparison says whether two names are the same brand. Only ever a *weak* link.
+    installers add ("Setup", "Installer", "for Mac") are dropped, so ``CleanMyMac-X-4.15.dmg`` and
+    ``/Volumes/CleanMyMac X`` are both ``cleanmymacx`` and ``Arc_1.49.0_arm64.dmg`` is ``arc``. A name that is
+    nothing but such words (``Installer_v2.4.1_arm64.dmg``) becomes empty, and :func:`names_agree` then compares
+    the plain stems. Only ever evidence for a *weak* link.
     """
     text = stem(basename(name)).lower()
     text = _SEPARATORS.sub(" ", text)
-    text = _VERSION.sub(" ", text)
     text = _NOISE.sub(" ", text)
+    text = _VERSION.sub(" ", text)
     return "".join(text.split())
 
 
 def names_agree(first: str, second: str) -> bool:
     """Whether two names are the same brand after :func:`normalized_name` (one may contain the other)."""
     a, b = normalized_name(first), normalized_name(second)
+    if _light(first) and _light(first) == _light(second):
+        return True
     if not a or not b:
-        return stem(basename(first)).lower().strip() == stem(basename(second)).lower().strip()
+        return False
     return a == b or (min(len(a), len(b)) >= 4 and (a in b or b in a))
 
 

@@ -36,7 +36,7 @@ from chainwatch.engine.evidence import (
     quarantine_context,
     related_path,
 )
-from chainwatch.engine.grading import ChainFacts, behaviour_hits, grade
+from chainwatch.engine.grading import ChainFacts, behaviour_hits, file_hits, grade
 from chainwatch.engine.hoststate import HostState
 from chainwatch.engine.lineage import ProcNode
 from chainwatch.engine.routes.delivery import delivery_candidate
@@ -275,8 +275,11 @@ def _build(candidate: Candidate, state: HostState, policy: Policy,
     chain_landed = [f for n in tree for f in files_by_pid.get(n.pid, ()) if f.time_ns >= n.start_ns]
     if picked_file is not None:
         chain_landed.append(picked_file[0])
+    hits = behaviour_hits([*intermediates, *tree], policy)
+    shown = {b.id for b, _ in hits}
+    hits += [h for h in file_hits(chain_landed, tree, policy) if h[0].id not in shown]
     facts = ChainFacts(candidate, list(intermediates), tree, egress, gatekeeper, bool(quarantine), chain_landed,
-                       present, links, behaviour_hits([*intermediates, *tree], policy))
+                       present, links, hits)
     graded = grade(facts, policy)
     if len(present) < 3 and not graded.floor:
         return None
@@ -329,7 +332,7 @@ def _build(candidate: Candidate, state: HostState, policy: Policy,
         severity=graded.severity, confidence=confidence, is_alert=is_alert, reasons=tuple(reasons),
         techniques=tuple(techniques), suppressed_by=suppressed_by,
         suppression_reason=rule.description if rule else None, notes=tuple(notes),
-        delivery=tuple(candidate.delivery), score=graded.score,
+        delivery=tuple(candidate.delivery), score=graded.score, severity_rules=graded.rules,
     )
 
 

@@ -48,21 +48,37 @@ class Grade:
     reasons: tuple[str, ...]
     is_alert: bool
     floor: bool
+    rules: tuple[str, ...] = ()  # the ids of the severity rules that matched
 
 
 def behaviour_hits(nodes: Sequence[ProcNode], policy: Policy) -> list[tuple[Behaviour, ProcNode]]:
-    """Every (behaviour, process) pair in ``nodes``: a behaviour counts once, at its first process."""
-    hits: list[tuple[Behaviour, ProcNode]] = []
-    seen: set[str] = set()
-    for node in sorted(nodes, key=lambda n: (n.start_ns, n.key)):
+    """Each behaviour seen in ``nodes``, once, at its most specific process (the shortest command line showing it:
+    the ``security find-generic-password`` the script ran rather than the whole AppleScript that ran it)."""
+    best: dict[str, tuple[tuple[int, int, str], ProcNode]] = {}
+    for node in nodes:
         name = node.role.name if node.role is not None else node.name
         cmdline = node.cmdline
         for behaviour in policy.behaviours:
-            if behaviour.id in seen:
-                continue
             if behaviour.matches(name, cmdline) or behaviour.matches(node.name, cmdline):
-                hits.append((behaviour, node))
-                seen.add(behaviour.id)
+                rank = (len(cmdline), node.start_ns, node.key)
+                if behaviour.id not in best or rank < best[behaviour.id][0]:
+                    best[behaviour.id] = (rank, node)
+    return [(b, best[b.id][1]) for b in policy.behaviours if b.id in best]
+
+
+def file_hits(landed: Sequence[FileWrite], tree: Sequence[ProcNode],
+              policy: Policy) -> list[tuple[Behaviour, ProcNode]]:
+    """Behaviours shown by a file a chain process wrote (a LaunchAgent plist), at the process that wrote it."""
+    by_pid = {n.pid: n for n in tree}
+    hits: list[tuple[Behaviour, ProcNode]] = []
+    for behaviour in policy.behaviours:
+        if not behaviour.paths:
+            continue
+        for item in sorted(landed, key=lambda f: (f.time_ns, f.path)):
+            writer = by_pid.get(item.process.pid) if item.process is not None else None
+            if writer is not None and behaviour.paths.match(item.path):
+                hits.append((behaviour, writer))
+                break
     return hits
 
 
@@ -207,6 +223,7 @@ def grade(facts: ChainFacts, policy: Policy) -> Grade:
                        + ("" if len(present) == 4 else "; alert although not every stage was seen"))
     score = 10 * len(present) + (10 if not weak else 0)
     held = signals(facts, policy)
+    matched: list[str] = []
     if len(present) == 4 or floor:
         for rule in config.raises:
             detail = held.get(rule.signal)
@@ -214,6 +231,7 @@ def grade(facts: ChainFacts, policy: Policy) -> Grade:
                 continue
             severity = max(severity, rule.to)
             score += rule.score
+            matched.append(rule.id)
             reasons.append(rule.reason.format(detail=detail))
     capped = False
     for rule in config.caps:
@@ -221,9 +239,10 @@ def grade(facts: ChainFacts, policy: Policy) -> Grade:
         if detail is not None and rule.to < severity:
             severity = rule.to
             capped = True
+            matched.append(rule.id)
             reasons.append(f"capped at {Severity(rule.to).name.lower()} by {rule.id}: "
                            + rule.reason.format(detail=detail))
     is_alert = severity >= config.alert_from and (len(present) == 4 or floor)
     if capped and severity < config.alert_from:
         is_alert = False
-    return Grade(Severity(severity), score, tuple(reasons), is_alert, floor)
+    return Grade(Severity(severity), score, tuple(reasons), is_alert, floor, tuple(matched))

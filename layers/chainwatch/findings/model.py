@@ -161,6 +161,8 @@ class Finding:
     delivery: tuple[DeliveryStep, ...] = ()
     #: Ranks findings of the same severity: the sum of the severity rules that matched (policy ``severity``).
     score: int = 0
+    #: The ids of the policy's severity rules that matched (raise and cap).
+    severity_rules: tuple[str, ...] = ()
     evidence_events: tuple[AnyEvent, ...] = field(default=(), compare=False, repr=False)
 
     @property

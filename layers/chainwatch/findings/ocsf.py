@@ -133,6 +133,8 @@ def to_ocsf(finding: Finding, policy: Policy, *, processed_ns: int | None = None
         "confidence_id": int(finding.confidence),
         "confidence": _CONFIDENCE_NAMES[int(finding.confidence)],
         "is_alert": finding.is_alert,
+        # Ranks findings within a severity: the sum of the policy's severity rules that matched.
+        "risk_score": finding.score,
         "status_id": 1 if not finding.suppressed_by else 99,
         "status": status,
         "message": finding.title,
@@ -178,9 +180,15 @@ def to_ocsf(finding: Finding, policy: Policy, *, processed_ns: int | None = None
                             "hostname": e.hostname, "protocol": e.protocol, "destination": e.destination_class,
                             "attribution": e.attribution, "confidence": int(e.confidence)}
                            for e in finding.egress],
+                "delivery": [{"step": d.step, "time": iso_ns(d.time_ns) if d.time_ns is not None else None,
+                              "path": d.path, "text": d.text,
+                              "link": {"strength": d.strength.value, "reason": d.reason} if d.strength else None,
+                              "source": d.source.value if d.source else None, "raw_ref": d.raw}
+                             for d in finding.delivery],
                 "quarantine": list(finding.quarantine),
                 "gatekeeper": list(finding.gatekeeper),
                 "reasons": list(finding.reasons),
+                "severity_rules": list(finding.severity_rules),
                 "notes": list(finding.notes),
                 "suppressed_by": finding.suppressed_by,
                 "story": story_text(finding),

@@ -35,6 +35,12 @@ def story_text(finding: Finding) -> str:
         label = f"stage {int(entry.stage)} {STAGE_TITLES[entry.stage]}" if entry.stage else "context"
         lines.append(f"    {iso_ns(entry.time_ns)}  {label:<22} {safe(entry.text)}  "
                      f"[{entry.source.value} {safe(entry.raw, 120)}]")
+    if finding.delivery:
+        lines.append("  delivery (how the app reached the launch; each link with its strength):")
+        for step in finding.delivery:
+            when = iso_ns(step.time_ns) if step.time_ns is not None else "(time not seen)".ljust(30)
+            via = f"  <- {step.strength.value}: {safe(step.reason or '')}" if step.strength else ""
+            lines.append(f"    {when}  {step.step:<11} {safe(step.text)}{via}")
     lines.append("  process tree:")
     for node in finding.tree:
         proc = node.process

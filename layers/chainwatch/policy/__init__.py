@@ -173,6 +173,10 @@ class Behaviour:
     cmdline: re.Pattern[str]
     technique: str | None = None
     line: int | None = None
+    #: Files a chain process writes that show the behaviour (``~/Library/LaunchAgents/*``).
+    paths: GlobSet = field(default_factory=lambda: GlobSet(()))
+    #: The behaviour's own tests: (process, command line, whether it must match).
+    examples: tuple[tuple[str, str, bool], ...] = ()
 
     def matches(self, name: str, cmdline: str) -> bool:
         return (not self.processes or name.lower() in self.processes) and self.cmdline.search(cmdline) is not None
@@ -583,7 +587,7 @@ def _behaviours(top: _Reader) -> tuple[Behaviour, ...]:
     out = []
     seen: set[str] = set()
     for item in top.items("behaviours"):
-        item.check_keys({"id", "description", "technique", "processes", "cmdline"})
+        item.check_keys({"id", "description", "technique", "processes", "cmdline", "paths", "examples"})
         ident = item.text("id")
         if ident in seen:
             raise item.fail(f"duplicate behaviour id {ident!r}", "id")
@@ -592,9 +596,17 @@ def _behaviours(top: _Reader) -> tuple[Behaviour, ...]:
             pattern = re.compile(item.text("cmdline"), re.IGNORECASE)
         except re.error as exc:
             raise item.fail(f"'cmdline' is not a valid regex: {exc}", "cmdline") from exc
+        examples = []
+        for example in item.items("examples"):
+            example.check_keys({"process", "cmdline", "matches"})
+            expected = example.data.get("matches")
+            if not isinstance(expected, bool):
+                raise example.fail("'matches' must be true or false", "matches")
+            examples.append((example.text("process"), example.text("cmdline"), expected))
         out.append(Behaviour(ident, item.text("description", ident),
                              frozenset(p.lower() for p in item.strings("processes")), pattern,
-                             item.data.get("technique"), item.line))
+                             item.data.get("technique"), item.line, GlobSet(item.strings("paths")),
+                             tuple(examples)))
     return tuple(out)
 
 

@@ -156,7 +156,7 @@ def test_chain_amos_dmg_from_airdrop_alerts_by_behavioural_floor() -> None:
 # Twin of the twin: the same AirDrop'd app that shows no stealer behaviour (it only fetches an update) is nothing.
 def test_chain_airdrop_app_without_behaviour_has_no_finding() -> None:
     s = amos_dmg_from_chrome(downloaded_by_browser=False)
-    quiet = [e for e in s.events if not (getattr(getattr(e, "target", None), "pid", None) in (2720, 2731))]
+    quiet = [e for e in s.events if getattr(getattr(e, "target", None), "pid", None) not in (2720, 2731)]
     assert run(quiet) == []
 
 
