@@ -311,16 +311,26 @@ def deliver_each(context: SinkContext, deliveries: Sequence[Delivery],
     ``pending_timeout``; not starting it is cheaper. A ticket map error fails that delivery only.
     """
     results: list[DeliveryResult] = []
+    wait: float | None = None
     for delivery in deliveries:
+        if wait is not None:
+            # The vendor asked us to wait longer than this invocation has left: no more requests to it now.
+            results.append(busy(delivery, f"the vendor asked to wait {wait:g} s (Retry-After); left for later", wait))
+            continue
         if context.retry.remaining() < context.timeout + context.retry.safety_margin:
             results.append(busy(delivery, "time budget nearly spent; not started", 1.0))
             continue
         try:
-            results.append(deliver(delivery))
+            result = deliver(delivery)
         except TransientError as exc:
             # The ticket map (DynamoDB) failed. A ticket created before a failed ``set`` keeps its pending claim,
             # which the stale-claim recovery resolves by lookup; other deliveries go on.
-            results.append(failed(delivery, exc, scrub, "ticket map: "))
+            result = failed(delivery, exc, scrub, "ticket map: ")
+        results.append(result)
+        if (result.outcome is Outcome.FAILED_TRANSIENT and result.retry_after is not None
+                and result.throttled
+                and result.retry_after + context.retry.safety_margin > context.retry.remaining()):
+            wait = result.retry_after
     return results
 
 
@@ -335,8 +345,10 @@ def failed(delivery: Delivery, exc: TransientError | PermanentError, scrub: Scru
     response = getattr(exc, "response", None)
     detail = scrub(prefix + str(exc))
     if isinstance(exc, TransientError):
+        throttled = isinstance(exc, TicketTransientError) and exc.status in (429, 503) and exc.retry_after is not None
         return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.FAILED_TRANSIENT, detail,
-                              response=scrub(response) if response else None, retry_after=exc.retry_after)
+                              response=scrub(response) if response else None, retry_after=exc.retry_after,
+                              throttled=throttled)
     return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.FAILED_PERMANENT, detail,
                           response=scrub(response) if response else None)
 
