@@ -23,11 +23,13 @@ metrics = Metrics()
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = dispatch_runtime().handle(event, lambda: context.get_remaining_time_in_millis() / 1000)
-    for sink, count in report.deliveries.items():
-        metrics.add_metric(name=f"Delivered.{sink}", unit=MetricUnit.Count, value=count)
-    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=report.dead_lettered)
-    metrics.add_metric(name="AlreadyDelivered", unit=MetricUnit.Count, value=report.skipped_already_delivered)
+    for name, value in report.metrics().items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("dispatched batch", extra={"records": report.records, "deliveries": report.deliveries,
                                            "dead_lettered": report.dead_lettered,
-                                           "failures": len(report.failed_sequence_numbers)})
+                                           "failures": len(report.failed_sequence_numbers),
+                                           "timed_out_sinks": report.timed_out})
+    for letter in report.dead_letters:
+        logger.warning("dead-lettered", extra={"sink": letter.sink, "finding_id": letter.finding_id,
+                                               "revision": letter.revision, "reason": letter.detail[:500]})
     return report.response()

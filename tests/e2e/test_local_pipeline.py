@@ -51,13 +51,13 @@ class LocalRun:
     seconds: float
 
 
-def _run(out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> LocalRun:
+def _run(out_dir: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> LocalRun:
     monkeypatch.setattr(moto.server, "ThreadedMotoServer", _RecordingServer)
     _RecordingServer.started.clear()
     stdout, stderr = io.StringIO(), io.StringIO()
     started = time.monotonic()
     with redirect_stdout(stdout), redirect_stderr(stderr):
-        code = main(["local", "--root", str(ROOT), "--out-dir", str(out_dir)])
+        code = main(["local", "--root", str(ROOT), "--out-dir", str(out_dir), *extra])
     seconds = time.monotonic() - started
     (server,) = _RecordingServer.started
     sink_file = out_dir / "findings.jsonl"
@@ -138,3 +138,24 @@ def test_cli_local_handler_that_raises_propagates_and_still_stops_the_server(
     (server,) = _RecordingServer.started
     assert _refuses(server.get_host_and_port())
     assert server._thread is not None and not server._thread.is_alive()
+
+
+def test_cli_local_dead_lettered_deliveries_printed_per_sink_with_reason_and_exit_non_zero(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A PagerDuty sink whose routing-key secret does not exist in (emulated) Secrets Manager: a configuration
+    # error, so every delivery to it is dead-lettered with the reason.
+    extra = tmp_path / "sinks.json"
+    extra.write_bytes(orjson.dumps([{"kind": "pagerduty", "name": "pd",
+                                     "routing_key_secret": "chainwatch/local/missing-pagerduty"}]))
+
+    run = _run(tmp_path / "out", monkeypatch, "--sinks", str(extra))
+
+    assert run.code == 1, run.stderr
+    assert len(run.delivered) == 2  # the other sinks delivered as usual
+    assert "sink local-file: delivered 2, skipped 0, retried 0, dead-lettered 0" in run.stderr
+    assert "sink jira: delivered 2, skipped 0, retried 0, dead-lettered 0" in run.stderr
+    assert "sink pd: delivered 0, skipped 0, retried 0, dead-lettered 2" in run.stderr
+    reasons = [line for line in run.stderr.splitlines() if "cannot read its routing key" in line]
+    assert len(reasons) == 2 and "missing-pagerduty" in reasons[0]
+    assert "2 delivery(ies) went to the dead-letter queue" in run.stderr
+    assert _refuses(run.address)

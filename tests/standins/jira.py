@@ -10,9 +10,11 @@ It speaks the contract in ``../shared/reference/sinks.md`` section 6:
   ``{"errorMessages": [...], "errors": {field: message}}``.
 * ``POST /rest/api/3/issue/{key}/comment`` with ``{"body": <ADF>}`` answers 201 with the comment; an unknown
   issue is 404.
+* ``GET /rest/api/3/issue/{key}/comment`` (``startAt``, ``maxResults``, ``orderBy=-created``) lists comments.
 * ``GET /rest/api/3/issue/{key}`` and ``GET /rest/api/3/search/jql?jql=...`` (``labels = "x"`` and
-  ``project = "X"`` clauses; ``search_lag`` seconds of eventual consistency can be simulated), while the removed
-  ``/rest/api/3/search`` answers 410 Gone.
+  ``project = "X"`` clauses; ``search_lag`` seconds of eventual consistency can be simulated, on an injectable
+  ``clock``; ``search_rate_limit=(n, seconds)`` answers 429 + ``Retry-After`` past n searches per window), while
+  the removed ``/rest/api/3/search`` answers 410 Gone.
 * Authentication is HTTP Basic ``email:api_token``; anything else is 401.
 
 Failures are scriptable (``fail_next``, ``throttle``, ``fail_after_processing``) and every request is recorded.
@@ -24,6 +26,7 @@ import base64
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._ticketing_http import Recorded, Reply, StandinServer
@@ -125,8 +128,14 @@ class JiraServer(StandinServer):
     def __init__(self, *, email: str = DEFAULT_EMAIL, api_token: str = DEFAULT_API_TOKEN,
                  projects: tuple[str, ...] = ("SEC",), issue_types: tuple[str, ...] = ("Task", "Bug", "Incident"),
                  priorities: tuple[str, ...] = ("Highest", "High", "Medium", "Low", "Lowest"),
-                 search_lag: float = 0.0) -> None:
+                 search_lag: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 search_rate_limit: tuple[int, float] | None = None) -> None:
         super().__init__()
+        #: Seconds; injected so a test can move time past ``search_lag`` without sleeping.
+        self.clock = clock
+        #: (requests, per seconds) allowed on /search/jql; more answer 429 with Retry-After until the window ends.
+        self.search_rate_limit = search_rate_limit
+        self._search_times: list[float] = []
         self.authorization = "Basic " + base64.b64encode(f"{email}:{api_token}".encode()).decode()
         self.projects = projects
         self.issue_types = issue_types
@@ -148,6 +157,18 @@ class JiraServer(StandinServer):
         match = _COMMENT_PATH.match(path)
         if match and request.method == "POST":
             return self._comment(match.group(1), request)
+        if match and request.method == "GET":
+            with self.lock:
+                issue = self.issues.get(match.group(1))
+                comments = list(issue["comments"]) if issue is not None else None
+            if comments is None:
+                return _error(404, ["Issue does not exist or you do not have permission to see it."])
+            if (request.query.get("orderBy") or [""])[0] == "-created":
+                comments.reverse()
+            start = int((request.query.get("startAt") or ["0"])[0])
+            limit = int((request.query.get("maxResults") or ["100"])[0])
+            return Reply(200, {"startAt": start, "maxResults": limit, "total": len(comments),
+                               "comments": comments[start:start + limit]})
         match = _ISSUE_PATH.match(path)
         if match and request.method == "GET":
             with self.lock:
@@ -210,7 +231,7 @@ class JiraServer(StandinServer):
             self._next_id += 1
             issue_id = str(self._next_id)
             self.issues[key] = {"id": issue_id, "key": key, "fields": fields, "comments": [],
-                                "created": time.monotonic()}
+                                "created": self.clock()}
         return Reply(201, {"id": issue_id, "key": key, "self": f"{self.base_url}/rest/api/3/issue/{issue_id}"})
 
     def _comment(self, key: str, request: Recorded) -> Reply:
@@ -235,7 +256,16 @@ class JiraServer(StandinServer):
         clauses = [(m.group(1).lower(), m.group(2) if m.group(2) is not None else m.group(3))
                    for m in _CLAUSE.finditer(jql)]
         limit = int((request.query.get("maxResults") or ["50"])[0])
-        now = time.monotonic()
+        now = self.clock()
+        if self.search_rate_limit is not None:
+            allowed, window = self.search_rate_limit
+            with self.lock:
+                self._search_times = [t for t in self._search_times if now - t < window]
+                if len(self._search_times) >= allowed:
+                    wait = window - (now - self._search_times[0])
+                    return Reply(429, {"errorMessages": ["Rate limit exceeded."], "errors": {}},
+                                 {"Retry-After": str(max(1, int(wait + 0.999)))})
+                self._search_times.append(now)
         with self.lock:
             found = []
             for issue in self.issues.values():

@@ -8,6 +8,8 @@ It speaks the contract in ``../shared/reference/sinks.md`` section 7:
   write appends an entry) and answers 200; an unknown ``sys_id`` is 404 "No Record found".
 * ``GET /api/now/table/incident?sysparm_query=correlation_id=<id>&sysparm_limit=1`` (conditions joined with
   ``^``; ``ORDERBY`` ignored) and ``GET /api/now/table/incident/<sys_id>``.
+* ``GET /api/now/table/sys_journal_field?sysparm_query=element_id=<sys_id>^element=work_notes^valueLIKE<text>``:
+  one row per journal entry of a record (how work notes are read back).
 * Authentication is HTTP Basic; anything else is 401 ``{"error": {"message": "User Not Authenticated", ...},
   "status": "failure"}``. A body that is not a JSON object is 400; ``urgency``/``impact`` outside 1-3 are 400
   (a real instance would store them silently; the stand-in is strict so mistakes show in tests).
@@ -57,6 +59,8 @@ class ServiceNowServer(StandinServer):
                 return self._create(request)
             if request.method == "GET":
                 return self._query(request)
+        if path == "/api/now/table/sys_journal_field" and request.method == "GET":
+            return self._journal(request)
         match = _RECORD_PATH.match(path)
         if match:
             if request.method in ("PATCH", "PUT"):
@@ -129,6 +133,26 @@ class ServiceNowServer(StandinServer):
             found = [self._fields(r, request) for r in self.records.values()
                      if all(str(r.get(name, "")) == value for name, value in conditions)]
         return Reply(200, {"result": found[:limit]})
+
+    def _journal(self, request: Recorded) -> Reply:
+        """``sys_journal_field`` rows (one per journal entry): ``element_id``, ``element``, ``value``; the query
+        supports ``=`` and ``LIKE`` (contains) conditions joined with ``^``."""
+        query = (request.query.get("sysparm_query") or [""])[0]
+        limit = int((request.query.get("sysparm_limit") or ["10000"])[0])
+        with self.lock:
+            rows = [{"sys_id": f"{sys_id[:24]}{n:08d}", "element_id": sys_id, "element": element, "value": value}
+                    for sys_id, record in self.records.items() for element in JOURNAL_FIELDS
+                    for n, value in enumerate(record[element])]
+        for part in query.split("^"):
+            if not part or part.startswith("ORDERBY"):
+                continue
+            if "LIKE" in part:
+                name, _, value = part.partition("LIKE")
+                rows = [r for r in rows if value in str(r.get(name, ""))]
+            else:
+                name, _, value = part.partition("=")
+                rows = [r for r in rows if str(r.get(name, "")) == value]
+        return Reply(200, {"result": [self._fields(r, request) for r in rows[:limit]]})
 
     @staticmethod
     def _apply(record: dict[str, Any], body: dict[str, Any]) -> None:

@@ -183,8 +183,15 @@ def cmd_local(args: argparse.Namespace) -> int:
     if root is None:
         return 2
     out_dir = Path(args.out_dir)
+    extra: list[dict[str, Any]] = []
+    if args.sinks:
+        loaded = orjson.loads(Path(args.sinks).read_bytes())
+        if not isinstance(loaded, list) or not all(isinstance(c, dict) for c in loaded):
+            print(f"chainwatch: error: {args.sinks} must hold a JSON list of sink settings", file=sys.stderr)
+            return 2
+        extra = loaded
     with standins(root, out_dir) as local:
-        result = run_local(root, [Path(p) for p in args.paths] or [root / "events"], sinks=local.sinks,
+        result = run_local(root, [Path(p) for p in args.paths] or [root / "events"], sinks=local.sinks + extra,
                            secrets=local.secrets, batch_size=args.batch_size)
         delivered = local.summary()
     for finding in result.findings:
@@ -197,6 +204,13 @@ def cmd_local(args: argparse.Namespace) -> int:
           f"{result.correlate_invocations}x, dispatch {result.dispatch_invocations}x; findings: "
           f"{len(result.findings)} ({alerts} alerts); {delivered}; findings also in {out_dir / 'findings.jsonl'}; "
           f"{hops}", file=sys.stderr)
+    print("deliveries per sink:", file=sys.stderr)
+    for line in result.sink_lines():
+        print(line, file=sys.stderr)
+    if result.dead_lettered:
+        print(f"chainwatch local: {result.dead_lettered} delivery(ies) went to the dead-letter queue (see above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -296,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--out-dir", default="out/local", help="where the local sinks write")
     local.add_argument("--batch-size", type=int, default=100, help="Kinesis records per correlate invocation")
     local.add_argument("--all", action="store_true", help="also print non-alert findings")
+    local.add_argument("--sinks", metavar="FILE", help="a JSON list of more sink settings, used beside the stand-ins")
     local.set_defaults(func=cmd_local)
 
     canary = sub.add_parser("canary", help="send a harmless, marked synthetic chain through the pipeline and time it")

@@ -28,6 +28,7 @@ import orjson
 
 from chainwatch.app.templating import load_template, table_definitions
 from chainwatch.errors import ChainwatchError, ConfigError
+from chainwatch.pipeline.dispatch import SinkCounts
 from chainwatch.sources.reader import Record, iter_files, read_path
 
 REGION = "us-east-1"
@@ -187,6 +188,22 @@ class LocalRunResult:
     deliveries: dict[str, set[str]] = field(default_factory=dict)
     #: Handler invocations that still reported failures after every re-delivery.
     gave_up: list[str] = field(default_factory=list)
+    #: Per sink: delivered, left for a retry, dead-lettered (with the reasons), summed over the dispatch invocations.
+    sinks: dict[str, SinkCounts] = field(default_factory=dict)
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(counts.dead_lettered for counts in self.sinks.values())
+
+    def sink_lines(self) -> list[str]:
+        """One line per sink (delivered / retried / dead-lettered), then one per dead letter with its reason."""
+        lines = []
+        for name, counts in sorted(self.sinks.items()):
+            lines.append(f"  sink {name}: delivered {counts.delivered}, skipped {counts.skipped}, "
+                         f"retried {counts.retried}, dead-lettered {counts.dead_lettered}")
+            for finding_id, revision, reason in counts.reasons:
+                lines.append(f"    {finding_id} r{revision}: {reason}")
+        return lines
 
 
 def telemetry_records(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -284,6 +301,7 @@ def run_local(
                     result.dispatch_invocations += 1
                     iterator = page.get("NextShardIterator")
             result.hops["dispatch"] = time.monotonic() - hop
+            result.sinks = _dispatch_totals()
 
             table = session.resource("dynamodb", endpoint_url=endpoint).Table(names["FindingsTable"])
             scanned: Any = table.scan()
@@ -301,6 +319,15 @@ def run_local(
     result.findings.sort(key=lambda f: (f["device"]["hostname"], f["finding_info"]["uid"]))
     result.hops["total"] = time.monotonic() - started
     return result
+
+
+def _dispatch_totals() -> dict[str, SinkCounts]:
+    """The per-sink counts the dispatch runtime summed over this run's invocations (none if it never ran)."""
+    from chainwatch.app.runtime import dispatch_runtime
+
+    if dispatch_runtime.cache_info().currsize == 0:
+        return {}
+    return dict(dispatch_runtime().totals)
 
 
 def _sequence_of(record: Mapping[str, Any]) -> str:

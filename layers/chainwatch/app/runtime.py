@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chainwatch.app.settings import Settings, from_env
 from chainwatch.errors import ConfigError, TransientError
 from chainwatch.pipeline.correlate import BatchReport, KinesisRecord, process_batch
-from chainwatch.pipeline.dispatch import DispatchReport, dispatch, parse_stream_records, sqs_sender
+from chainwatch.pipeline.dispatch import DispatchReport, SinkCounts, dispatch, parse_stream_records, sqs_sender
 from chainwatch.policy import Policy, load_policy
 from chainwatch.readiness.coverage import CoverageBuffer
 from chainwatch.sinks.base import RetryPolicy, Sink, SinkContext, build_sinks
@@ -85,13 +85,19 @@ class DispatchRuntime:
     log: DynamoDeliveryLog
     clients: Clients
     budget: list[Callable[[], float]]
+    #: Every sink's counts summed over this runtime's invocations (``chainwatch local`` prints them).
+    totals: dict[str, SinkCounts] = field(default_factory=dict)
 
     def handle(self, event: Mapping[str, Any], remaining: Callable[[], float]) -> DispatchReport:
         self.budget[0] = remaining
         DynamoDBStreamEvent(dict(event))  # validates the event shape the way Powertools reads it
         records = parse_stream_records(event)
-        return dispatch(records, self.sinks, self.log,
-                        sqs_sender(self.clients.get("sqs"), self.settings.dead_letter_queue_url))
+        report = dispatch(records, self.sinks, self.log,
+                          sqs_sender(self.clients.get("sqs"), self.settings.dead_letter_queue_url),
+                          remaining=remaining)
+        for name, counts in report.sinks.items():
+            self.totals.setdefault(name, SinkCounts()).add(counts)
+        return report
 
 
 def secret_resolver(client: Any) -> Callable[[str], Any]:

@@ -1,11 +1,21 @@
 """Shared pieces of the ticketing and paging sinks (Jira, ServiceNow, PagerDuty).
 
-* **One ticket per chain.** :class:`TicketSink` implements the claim protocol over the
-  :class:`~chainwatch.sinks.base.TicketMap` port: ``claim(finding, sink, "pending:<uuid>:<epoch>")`` before a
-  ticket is created; the winner creates it and ``set`` s the real key; a permanent failure ``release`` s the claim;
-  a live ``pending:`` claim of another worker is a transient failure (retry later); a real key means the chain
-  already has a ticket, so a later revision becomes a comment or an update. Ticket systems are never searched to
-  find the ticket (Jira's search is eventually consistent), except to recover a claim whose owner died.
+* **One ticket per chain, the vendor as the system of record.** :class:`TicketSink` implements the claim
+  protocol over the :class:`~chainwatch.sinks.base.TicketMap` port: ``claim(finding, sink, "pending:<uuid>:<epoch>")``
+  before a ticket is created; the winner first **looks the finding up at the vendor** (Jira: JQL on the
+  ``finding-<id>`` label through ``/rest/api/3/search/jql``; ServiceNow: a ``correlation_id`` query on the Table
+  API), retried and rate-limited like every call; a ticket found there is cached in the map and later revisions go
+  to it, so a re-created stack, a restored table or an expired map never opens a second ticket. Only when the
+  vendor has none is the ticket created and its key ``set``; a permanent failure ``release`` s the claim; a live
+  ``pending:`` claim of another worker is a transient failure (retry later); a real key in the map means the chain
+  already has a ticket, so a later revision becomes a comment or an update.
+* **An uncertain create waits for the vendor's search index.** A create whose reply was lost (read timeout,
+  dropped connection, 500/502/504) may have opened the ticket, and Jira's search does not show a new issue for
+  tens of seconds, so looking it up at once finds nothing and a retry would open a second issue. Such a create is
+  not retried in the same attempt: the map records ``uncertain:<epoch of the attempt>`` and the delivery is left
+  for a later attempt (``retry_after`` = the lag); an attempt at least ``search_index_lag`` seconds after it looks
+  the ticket up (now trustworthy) and creates it only if the vendor still has none. ``search_index_lag`` defaults
+  to 60 s for Jira and 0 for ServiceNow, whose table query is consistent (there the lookup runs at once).
 * **One comment per revision.** :class:`RevisionLedger` records each revision a sink delivered (rows
   ``<sink>#r<revision>`` in the same map), so a repeated delivery (a dispatcher retry) neither comments twice nor
   re-pages an alert someone already resolved.
@@ -26,14 +36,14 @@ import time
 import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
-from chainwatch.errors import ConfigError, PermanentError, TransientError
+from chainwatch.errors import ChainwatchError, ConfigError, PermanentError, TransientError
 from chainwatch.findings.render import clip, neutralize_formula
 from chainwatch.sinks.base import MAX_RESPONSE_TEXT, Delivery, DeliveryResult, Outcome, Sink, SinkContext, TicketMap
 from chainwatch.sinks.base import retry_after_seconds as _retry_after_header
@@ -41,6 +51,7 @@ from chainwatch.sinks.base import retry_after_seconds as _retry_after_header
 log = logging.getLogger(__name__)
 
 PENDING = "pending:"
+UNCERTAIN = "uncertain:"
 DONE = "done:"
 _REDACTED = "[redacted]"
 #: How soon to ask for a retry when another worker holds a live claim: it normally finishes within seconds.
@@ -311,16 +322,26 @@ def deliver_each(context: SinkContext, deliveries: Sequence[Delivery],
     ``pending_timeout``; not starting it is cheaper. A ticket map error fails that delivery only.
     """
     results: list[DeliveryResult] = []
+    wait: float | None = None
     for delivery in deliveries:
+        if wait is not None:
+            # The vendor asked us to wait longer than this invocation has left: no more requests to it now.
+            results.append(busy(delivery, f"the vendor asked to wait {wait:g} s (Retry-After); left for later", wait))
+            continue
         if context.retry.remaining() < context.timeout + context.retry.safety_margin:
             results.append(busy(delivery, "time budget nearly spent; not started", 1.0))
             continue
         try:
-            results.append(deliver(delivery))
+            result = deliver(delivery)
         except TransientError as exc:
             # The ticket map (DynamoDB) failed. A ticket created before a failed ``set`` keeps its pending claim,
             # which the stale-claim recovery resolves by lookup; other deliveries go on.
-            results.append(failed(delivery, exc, scrub, "ticket map: "))
+            result = failed(delivery, exc, scrub, "ticket map: ")
+        results.append(result)
+        if (result.outcome is Outcome.FAILED_TRANSIENT and result.retry_after is not None
+                and result.throttled
+                and result.retry_after + context.retry.safety_margin > context.retry.remaining()):
+            wait = result.retry_after
     return results
 
 
@@ -335,8 +356,10 @@ def failed(delivery: Delivery, exc: TransientError | PermanentError, scrub: Scru
     response = getattr(exc, "response", None)
     detail = scrub(prefix + str(exc))
     if isinstance(exc, TransientError):
+        throttled = isinstance(exc, TicketTransientError) and exc.status in (429, 503) and exc.retry_after is not None
         return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.FAILED_TRANSIENT, detail,
-                              response=scrub(response) if response else None, retry_after=exc.retry_after)
+                              response=scrub(response) if response else None, retry_after=exc.retry_after,
+                              throttled=throttled)
     return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.FAILED_PERMANENT, detail,
                           response=scrub(response) if response else None)
 
@@ -373,8 +396,13 @@ class TicketSink(Sink):
         self.accept_canary = flag(self.option("accept_canary", False), f"sink {name!r}: accept_canary")
         self.alerts_only = flag(self.option("alerts_only", True), f"sink {name!r}: alerts_only")
         self.pending_timeout = number(self.option("pending_timeout", 900), f"sink {name!r}: pending_timeout")
+        self.index_lag = number(self.option("search_index_lag", self.DEFAULT_INDEX_LAG),
+                                f"sink {name!r}: search_index_lag")
         verify = self.option("verify", True)
         self.verify: bool | str = verify if isinstance(verify, str) else flag(verify, f"sink {name!r}: verify")
+
+    #: Seconds after a create before the vendor's search is trusted to show the new ticket.
+    DEFAULT_INDEX_LAG: ClassVar[float] = 0.0
 
     # -- what each vendor implements -----------------------------------------------------------------------------
 
@@ -391,8 +419,12 @@ class TicketSink(Sink):
         """Add a later revision to the chain's ticket; return a short description of what was done."""
 
     def lookup(self, delivery: Delivery) -> Ticket | None:
-        """Find a ticket a crashed or timed-out create may have opened (vendor search); ``None`` if unknown."""
+        """The chain's ticket at the vendor (search by the finding's id), ``None`` when it has none."""
         return None
+
+    def has_revision(self, ticket: Ticket, delivery: Delivery) -> bool:
+        """Whether the ticket already carries this revision's comment or work note (a lost reply, a fresh map)."""
+        return False
 
     def ticket_from_map(self, value: str) -> Ticket:
         """The ticket a map value stands for (vendors storing more than the key override this)."""
@@ -432,6 +464,13 @@ class TicketSink(Sink):
             current = tickets.get(fid, self.name)
             if current is None:
                 return busy(delivery, "the ticket claim changed hands; retry")
+        if current.startswith(UNCERTAIN):
+            age = _age(current, self.clock())
+            if age < self.index_lag:
+                return busy(delivery, f"a create of this chain's ticket may have succeeded; looking it up once the "
+                                      f"vendor's search index has caught up ({self.index_lag - age:.0f} s)",
+                            self.index_lag - age)
+            return self._recover(delivery)
         if current.startswith(PENDING):
             age = _age(current, self.clock())
             if age < self.pending_timeout:
@@ -440,15 +479,26 @@ class TicketSink(Sink):
             return self._recover(delivery)
         return self._update(delivery, self.ticket_from_map(current))
 
-    def _create(self, delivery: Delivery, token: str) -> DeliveryResult:
+    def _create(self, delivery: Delivery, token: str, *, looked_up: bool = False) -> DeliveryResult:
+        """Holding the claim ``token``: the vendor's ticket for the chain if it has one, else a new one."""
         tickets = self.context.ticket_map
         fid = delivery.finding_id
+        if not looked_up:
+            try:
+                found = self.context.retry.call(lambda: self.lookup(delivery))
+            except (TransientError, PermanentError) as exc:
+                if tickets.get(fid, self.name) == token:
+                    tickets.release(fid, self.name)
+                return failed(delivery, exc, self.scrub, "looking the ticket up before creating it: ")
+            if found is not None:
+                return self._adopt(delivery, found)
         ambiguous = False
 
         def attempt() -> Ticket:
             nonlocal ambiguous
             if ambiguous:
-                # The last attempt may have opened the ticket: look before opening another one.
+                # Only reached when the vendor's search is consistent (no index lag): the last attempt may have
+                # opened the ticket, so look before opening another one.
                 found = self.lookup(delivery)
                 if found is not None:
                     return found
@@ -456,10 +506,20 @@ class TicketSink(Sink):
                 return self.create(delivery)
             except TicketTransientError as exc:
                 ambiguous = ambiguous or exc.ambiguous
+                if ambiguous and self.index_lag > 0:
+                    raise _Uncertain(exc) from None
                 raise
 
         try:
             ticket = self.context.retry.call(attempt)
+        except _Uncertain as uncertain:
+            # Not retried now: a lookup before the index catches up would miss the ticket just opened.
+            tickets.set(fid, self.name, f"{UNCERTAIN}{int(self.clock())}")
+            log.warning("ticket create uncertain; looked up after the search index lag",
+                        extra={"finding_id": fid, "sink": self.name, "lag": self.index_lag})
+            result = failed(delivery, uncertain.error, self.scrub,
+                            f"create may have succeeded; looked up after {self.index_lag:g} s: ")
+            return replace(result, retry_after=self.index_lag, throttled=False)
         except PermanentError as exc:
             if tickets.get(fid, self.name) == token:
                 tickets.release(fid, self.name)
@@ -480,23 +540,31 @@ class TicketSink(Sink):
                               external_id=ticket.display)
 
     def _recover(self, delivery: Delivery) -> DeliveryResult:
-        """A claim older than ``pending_timeout``: its worker died. Find its ticket, or create it ourselves."""
+        """An uncertain create past the index lag, or a claim older than ``pending_timeout`` (its worker died):
+        find the ticket at the vendor, or create it ourselves."""
         tickets = self.context.ticket_map
         fid = delivery.finding_id
         try:
             found = self.context.retry.call(lambda: self.lookup(delivery))
         except (TransientError, PermanentError) as exc:
-            return failed(delivery, exc, self.scrub, "recovering a stale ticket claim: ")
+            return failed(delivery, exc, self.scrub, "looking up the ticket of an unfinished create: ")
         if found is None:
-            log.warning("stale ticket claim and no ticket found; creating", extra={"finding_id": fid})
+            log.warning("unfinished ticket create and no ticket found; creating", extra={"finding_id": fid})
             token = _pending(self.clock)
             tickets.set(fid, self.name, token)
-            return self._create(delivery, token)
+            return self._create(delivery, token, looked_up=True)
+        return self._adopt(delivery, found)
+
+    def _adopt(self, delivery: Delivery, found: Ticket) -> DeliveryResult:
+        """The vendor already holds the chain's ticket: cache it in the map; a later revision goes to it."""
+        tickets = self.context.ticket_map
+        fid = delivery.finding_id
         tickets.set(fid, self.name, self.map_value(found))
         if delivery.revision == 1:
             # The ticket was opened from this very first revision: nothing to add.
             RevisionLedger(tickets, self.name, self.clock, self.pending_timeout).done(delivery, found.display)
-            return DeliveryResult(fid, delivery.revision, Outcome.DELIVERED, f"recovered {found.display}",
+            return DeliveryResult(fid, delivery.revision, Outcome.DELIVERED,
+                                  f"found {found.display} at the vendor; not created again",
                                   external_id=found.display)
         return self._update(delivery, found)
 
@@ -510,13 +578,29 @@ class TicketSink(Sink):
                                external_id=ticket.display)
         token = hold.token or ""
         try:
-            done = self.context.retry.call(lambda: self.update(ticket, delivery))
+            if self.context.retry.call(lambda: self.has_revision(ticket, delivery)):
+                done = f"revision {delivery.revision} already on {ticket.display}"
+            else:
+                done = self.context.retry.call(lambda: self.update(ticket, delivery))
         except (TransientError, PermanentError) as exc:
             ledger.abort(delivery, token)
             return failed(delivery, exc, self.scrub, f"updating {ticket.display}: ")
         ledger.done(delivery, ticket.display)
         return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.DELIVERED, done,
                               external_id=ticket.display)
+
+
+class _Uncertain(ChainwatchError):
+    """A create that may have succeeded while the vendor's search cannot tell yet (stops the retry loop)."""
+
+    def __init__(self, error: TicketTransientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def revision_marker(delivery: Delivery) -> str:
+    """The words every update comment or work note starts with; how a ticket shows which revisions it holds."""
+    return f"revision {delivery.revision} of {delivery.finding_id}"
 
 
 def one_line(text: str, limit: int) -> str:

@@ -16,7 +16,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -92,6 +92,8 @@ class DeliveryResult:
     external_id: str | None = None
     response: str | None = None
     retry_after: float | None = None
+    #: The vendor throttled the client as a whole (429/503 with Retry-After), not just this delivery.
+    throttled: bool = False
 
 
 class TicketMap(Protocol):
@@ -148,6 +150,11 @@ class RetryPolicy:
         past the budget is not started and the transient error is raised instead.
     sleep:
         Injected for tests.
+
+    A vendor's ``Retry-After`` is honoured exactly as sent, never shortened: when it does not fit in what is left
+    of the budget, the error (carrying ``retry_after``) is raised at once, so the dispatcher leaves the delivery
+    for a later attempt and records when that attempt may call the vendor again (see
+    :mod:`chainwatch.pipeline.dispatch`). Only our own backoff (no ``Retry-After``) is bounded by ``max_delay``.
     """
 
     max_attempts: int = 5
@@ -157,6 +164,10 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     safety_margin: float = 2.0
+
+    def bounded(self, remaining: Callable[[], float]) -> RetryPolicy:
+        """The same policy with another time budget (the dispatcher gives each sink its own)."""
+        return replace(self, remaining=remaining)
 
     def call(self, func: Callable[[], T]) -> T:
         attempt = 0
@@ -169,7 +180,6 @@ class RetryPolicy:
                     raise
                 delay = exc.retry_after if exc.retry_after is not None else self.rng.uniform(
                     0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-                delay = min(delay, self.max_delay * 3)
                 if delay + self.safety_margin > self.remaining():
                     raise
                 self.sleep(delay)

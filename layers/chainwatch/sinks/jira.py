@@ -4,8 +4,13 @@
 the story (timeline table, process tree as a code block, files, quarantine and Gatekeeper, egress, links between
 stages and a triage playbook), labels ``chainwatch``, ``an1316``, the host and ``finding-<id>``, and a priority
 mapped from the severity. A later revision of the same chain is ``POST /rest/api/3/issue/{key}/comment`` with
-the updated story; the finding-to-issue mapping lives in the ticket map (never in a JQL search, which is eventually
-consistent). JQL on the ``finding-<id>`` label is only used to recover a claim whose worker died mid-create.
+the updated story. Jira is the system of record: before creating, the sink searches ``/rest/api/3/search/jql`` for
+``labels = "finding-<id>"`` (retried and rate-limited like every call) and caches what it finds in the ticket map,
+so a fresh map (a re-created stack, a restored table, an expired item) comments on the existing issue instead of
+opening a second one. Before commenting, the issue's comments are read and a revision already there
+("revision N of <finding id>") is not added twice. The search is eventually consistent, so a create whose reply
+was lost is not retried at once: the attempt time is recorded in the map and the lookup waits until
+``search_index_lag`` seconds have passed (see :mod:`chainwatch.sinks._ticketing`).
 
 Configuration (``kind: jira``)::
 
@@ -20,6 +25,7 @@ Configuration (``kind: jira``)::
     accept_canary: false                     # canary findings open no issue unless true
     alerts_only: true                        # non-alert findings open no issue (still added to an existing one)
     max_document_chars: 32000                # bound of the ADF JSON of a description or comment
+    search_index_lag: 60                     # seconds before a new issue shows in JQL search (lost-create lookup)
 
 Authentication is HTTP Basic ``email:api_token``; neither appears in a result, an error or a log line.
 """
@@ -44,6 +50,7 @@ from chainwatch.sinks._ticketing import (
     labels_safe,
     number,
     one_line,
+    revision_marker,
     secret_fields,
     severity_lookup,
 )
@@ -55,6 +62,15 @@ DEFAULT_PRIORITIES = {"critical": "Highest", "fatal": "Highest", "high": "High",
 DEFAULT_MAX_DOCUMENT = 32_000
 _SUMMARY = 255
 _ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
+
+
+def _adf_text(node: Any) -> str:
+    """The text of an ADF node, concatenated (bounded by Jira's own body limit)."""
+    if not isinstance(node, Mapping):
+        return ""
+    own = node.get("text", "") if node.get("type") == "text" and isinstance(node.get("text"), str) else ""
+    content = node.get("content")
+    return own + "".join(_adf_text(child) for child in content) if isinstance(content, list) else own
 
 
 def _document(delivery: Delivery, limit: int, intro: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -72,6 +88,8 @@ class JiraSink(BasicAuthTicketSink):
     """Jira Cloud issues (REST v3, ADF), one per chain; see the module docstring for the options."""
 
     kind = "jira"
+    #: Jira's /search/jql "doesn't immediately return newly created issues" (tens of seconds).
+    DEFAULT_INDEX_LAG: ClassVar[float] = 60.0
     #: Each delivery is its own request (no batch API): keep a send short enough for the time budget.
     max_batch: ClassVar[int] = 25
 
@@ -157,6 +175,15 @@ class JiraSink(BasicAuthTicketSink):
                         verify=self.verify)
         comment = clip(json_object(response).get("id") or "?", 40)
         return f"commented on {ticket.key} (comment {comment}, revision {delivery.revision})"
+
+    def has_revision(self, ticket: Ticket, delivery: Delivery) -> bool:
+        response = call(self.context, "GET", f"{self.url}/rest/api/3/issue/{quote(ticket.key, safe='')}/comment",
+                        what=f"Jira comments of {ticket.key}", scrub=self.scrub, headers=self._headers(),
+                        params={"startAt": "0", "maxResults": "100", "orderBy": "-created"}, verify=self.verify)
+        comments = json_object(response).get("comments")
+        marker = revision_marker(delivery)
+        return isinstance(comments, list) and any(
+            isinstance(c, Mapping) and marker in _adf_text(c.get("body")) for c in comments)
 
     def lookup(self, delivery: Delivery) -> Ticket | None:
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", delivery.finding_id):

@@ -3,8 +3,11 @@
 ``POST /api/now/table/incident`` opens the incident with ``correlation_id`` = the finding id, a short description
 (the title), the plain-text story as description, and urgency/impact mapped from the severity. A later revision is
 ``PATCH /api/now/table/incident/{sys_id}`` adding a work note with the updated story. The finding-to-``sys_id``
-mapping lives in the ticket map; the ``correlation_id`` query (consistent, but not atomic with the create) is only
-used to find an incident a timed-out or crashed create may have opened.
+mapping is cached in the ticket map, but ServiceNow is the system of record: before creating, the sink queries
+``correlation_id=<finding id>`` (consistent, retried and rate-limited like every call) and works on the incident it
+finds, so a fresh map never opens a second incident; before adding a work note it queries ``sys_journal_field``
+for the revision's marker ("revision N of <finding id>") so a revision is never noted twice. The query is
+consistent, so ``search_index_lag`` defaults to 0: after a lost create reply the lookup runs at once.
 
 Configuration (``kind: servicenow``)::
 
@@ -40,6 +43,7 @@ from chainwatch.sinks._ticketing import (
     json_object,
     number,
     one_line,
+    revision_marker,
     secret_fields,
     severity_lookup,
 )
@@ -168,6 +172,16 @@ class ServiceNowSink(BasicAuthTicketSink):
              what=f"ServiceNow update {ticket.display}", scrub=self.scrub, headers=self._headers(),
              body={"work_notes": notes}, params={"sysparm_fields": "sys_id,number"}, verify=self.verify)
         return f"added work notes to {ticket.display} (revision {delivery.revision})"
+
+    def has_revision(self, ticket: Ticket, delivery: Delivery) -> bool:
+        # Journal entries (work notes) live in sys_journal_field, keyed by the record's sys_id.
+        marker = revision_marker(delivery)
+        response = call(self.context, "GET", f"{self.url}/api/now/table/sys_journal_field",
+                        what=f"ServiceNow work notes of {ticket.display}", scrub=self.scrub, headers=self._headers(),
+                        params={"sysparm_query": f"element_id={ticket.key}^element=work_notes^valueLIKE{marker}",
+                                "sysparm_limit": "1", "sysparm_fields": "sys_id"}, verify=self.verify)
+        results = json_object(response).get("result")
+        return isinstance(results, list) and bool(results)
 
     def lookup(self, delivery: Delivery) -> Ticket | None:
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", delivery.finding_id):

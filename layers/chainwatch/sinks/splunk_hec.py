@@ -13,9 +13,16 @@ HEC answers ``{"text": ..., "code": N}``: 0 is success; 8 (500) and 9 (503 serve
 again in a new request (whether HEC kept the events before the bad one is not documented, so a possible
 duplicate is preferred over a possible loss).
 
-HEC has no server-side dedupe. Every event carries ``finding_id`` and ``revision`` (also as indexed fields) for
-search-time dedupe, and with ``dedupe: true`` (default) the sink records the last revision it delivered per chain
-in the :class:`~chainwatch.sinks.base.TicketMap` (DynamoDB in Lambda), so a chain delivered twice is one event.
+HEC has no server-side dedupe. **In use: search-time dedupe on stable keys.** Every event carries ``finding_id``
+and ``revision`` (also as indexed fields), and with ``dedupe: true`` (default) the sink records the last revision
+it delivered per chain in the :class:`~chainwatch.sinks.base.TicketMap` (DynamoDB in Lambda), so a chain delivered
+twice is one event. A reply lost after HEC indexed the batch still makes the retry index it again; the documented
+search removes those copies::
+
+    index=security sourcetype=chainwatch:finding | dedup finding_id revision
+
+HEC indexer acknowledgement (``X-Splunk-Request-Channel`` + ``/services/collector/ack``) is not used yet: ``channel``
+is only sent as a header for tokens that require one.
 
 Events are kept under ``max_event_bytes`` (default 9000): Splunk's default ``TRUNCATE`` of 10000 bytes would
 otherwise cut a long event mid-JSON. Every string is made printable, bounded and formula-neutralized, because

@@ -108,6 +108,8 @@ def make_models(tables: Tables) -> Models:
         value = UnicodeAttribute(null=True)
         detail = UnicodeAttribute(null=True)
         at_ns = NumberAttribute(default=0)
+        #: A transient failure's Retry-After, as the epoch second before which the sink must not be called again.
+        retry_at = NumberAttribute(null=True)
         expires_at = TTLAttribute(null=True)
 
     return Models(ChainStateItem, FindingItem, DeliveryItem, tables)
@@ -270,17 +272,36 @@ class DynamoDeliveryLog:
     def __init__(self, models: Models, retention: timedelta = timedelta(days=30)) -> None:
         self.model = models.deliveries
         self.retention = retention
+        self._last: tuple[tuple[str, str], Any] | None = None
+
+    def _item(self, finding_id: str, sink: str, revision: int) -> Any:
+        """The row, read once for the ``settled`` + ``retry_at`` pair the dispatcher asks about each delivery."""
+        key = (finding_id, f"{sink}#{revision}")
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        try:
+            item: Any = self.model.get(*key, consistent_read=True)
+        except self.model.DoesNotExist:
+            item = None
+        self._last = (key, item)
+        return item
 
     def settled(self, finding_id: str, sink: str, revision: int) -> bool:
         """Whether the sink needs nothing more for this revision: delivered, skipped or dead-lettered."""
-        try:
-            item = self.model.get(finding_id, f"{sink}#{revision}", consistent_read=True)
-        except self.model.DoesNotExist:
-            return False
-        return item.outcome in ("delivered", "skipped", "failed_permanent")
+        self._last = None  # a fresh read for every new question
+        item = self._item(finding_id, sink, revision)
+        return item is not None and item.outcome in ("delivered", "skipped", "failed_permanent")
 
     def record(self, finding_id: str, sink: str, revision: int, outcome: str, detail: str,
-               external_id: str | None) -> None:
+               external_id: str | None, retry_at: float | None = None) -> None:
         self.model(finding_id, f"{sink}#{revision}", outcome=outcome, detail=detail[:1000], value=external_id,
-                   at_ns=time.time_ns(),
+                   at_ns=time.time_ns(), retry_at=retry_at,
                    expires_at=datetime.now(tz=UTC) + self.retention).save()
+        self._last = None
+
+    def retry_at(self, finding_id: str, sink: str, revision: int) -> float | None:
+        """The Retry-After a transient failure recorded (epoch seconds), or ``None``."""
+        item = self._item(finding_id, sink, revision)
+        if item is None or item.retry_at is None or item.outcome != "failed_transient":
+            return None
+        return float(item.retry_at)

@@ -9,13 +9,15 @@ number of times, or for good, and records every delivery it was handed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import boto3
 import orjson
 import pytest
+import requests
 from pipeline_support import (
     ROOT,
     correlate,
@@ -373,3 +375,106 @@ def test_dispatch_missing_secret_dead_letters_with_reason_and_ticket_map_errors_
         broken.get("cw-1", "jira")
     with pytest.raises(TransientError):
         broken.set("cw-1", "jira", "SEC-1")
+
+
+# -- sinks isolated from each other (real sinks against the vendor stand-ins) ----------------------------------
+
+
+class _StallSleep:
+    """The injected sleep of the stalled sink: records each wait and, instead of sleeping, watches whether the other
+    sinks deliver meanwhile (they cannot if the sinks run one after another)."""
+
+    def __init__(self, others_done: Callable[[], bool]) -> None:
+        self.others_done = others_done
+        self.delays: list[float] = []
+        self.others_delivered_during_stall: list[bool] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        done = threading.Event()
+        for _ in range(200):  # a bound on a loop that ends as soon as the others are done, not a timed assertion
+            if self.others_done():
+                done.set()
+                break
+            done.wait(0.05)
+        self.others_delivered_during_stall.append(done.is_set())
+
+
+def _vendor_sinks(tmp_path: Path, pd_url: str, hec_url: str, sleep: Callable[[float], None]) -> list[Sink]:
+    from standins.pagerduty import DEFAULT_ROUTING_KEY
+    from standins.splunk import DEFAULT_TOKEN
+
+    secrets = {"pd": DEFAULT_ROUTING_KEY, "hec": DEFAULT_TOKEN}
+    context = SinkContext(session=requests.Session(), secret=secrets.__getitem__, ticket_map=InMemoryTicketMap(),
+                          retry=RetryPolicy(max_attempts=3, sleep=sleep), timeout=5.0)
+    return build_sinks([
+        {"kind": "pagerduty", "name": "pagerduty", "url": pd_url, "routing_key_secret": "pd"},  # first: it stalls
+        {"kind": "splunk_hec", "name": "splunk", "url": hec_url, "token_secret": "hec"},
+        {"kind": "file", "name": "local-file", "path": str(tmp_path / "findings.jsonl")},
+    ], context)
+
+
+@pytest.fixture
+def vendors() -> Iterator[tuple[Any, Any]]:
+    from standins.pagerduty import start_pagerduty_server
+    from standins.splunk import start_splunk_server
+
+    pd, _ = start_pagerduty_server()
+    hec, _ = start_splunk_server()
+    yield pd, hec
+    pd.stop()
+    hec.stop()
+
+
+def test_dispatch_sink_stalled_by_retry_after_others_deliver_meanwhile(
+        aws: Settings, session: boto3.session.Session, outbox: dict[str, Any], tmp_path: Path,
+        vendors: tuple[Any, Any]) -> None:
+    pd, hec = vendors
+    pd.throttle(1, retry_after=6)
+    sleep = _StallSleep(lambda: len(hec.events) == 2 and len(_file_lines(tmp_path)) == 2)
+    records = parse_stream_records(outbox)
+
+    report = dispatch(records, _vendor_sinks(tmp_path, pd.base_url, hec.base_url, sleep),
+                      DynamoDeliveryLog(make_models(aws.tables)), sqs_sender(session.client("sqs"), None),
+                      remaining=lambda: 280.0)
+
+    assert sleep.delays == [6.0]  # PagerDuty's Retry-After, as sent
+    assert sleep.others_delivered_during_stall == [True]  # Splunk and the file sink did not wait for PagerDuty
+    assert report.deliveries == {"pagerduty": 2, "splunk": 2, "local-file": 2}
+    assert report.failed_sequence_numbers == [] and report.timed_out == []
+    assert len(pd.alerts) == 2
+
+
+def test_dispatch_retry_after_beyond_budget_left_for_later_and_never_called_earlier(
+        aws: Settings, session: boto3.session.Session, outbox: dict[str, Any], tmp_path: Path,
+        vendors: tuple[Any, Any]) -> None:
+    pd, hec = vendors
+    pd.throttle(1, retry_after=200)
+    sleeps: list[float] = []
+    sinks = _vendor_sinks(tmp_path, pd.base_url, hec.base_url, sleeps.append)
+    log = DynamoDeliveryLog(make_models(aws.tables))
+    records = parse_stream_records(outbox)
+    now = [1_800_000_000.0]
+
+    def run() -> DispatchReport:
+        return dispatch(records, sinks, log, sqs_sender(session.client("sqs"), None), remaining=lambda: 60.0,
+                        clock=lambda: now[0])
+
+    first = run()
+    now[0] += 199  # Lambda redelivers the records well before PagerDuty's 200 s
+    early = run()
+    now[0] += 2
+    due = run()
+
+    assert sleeps == []  # 200 s never fit in the 55 s budget: no sleep, no shortened wait
+    assert first.deliveries == {"splunk": 2, "local-file": 2}
+    assert first.sinks["pagerduty"].retried == 2 and first.sinks["pagerduty"].delivered == 0
+    assert sorted(first.failed_sequence_numbers) == sorted(r.sequence_number for r in records)
+    assert early.deliveries == {} and early.sinks["pagerduty"].retried == 2
+    assert "Retry-After" in early.sinks["pagerduty"].reasons[0][2]
+    assert early.failed_sequence_numbers == first.failed_sequence_numbers
+    assert due.deliveries == {"pagerduty": 2} and due.failed_sequence_numbers == []
+    # One request before the wait (the 429), none during it, then one per finding.
+    assert len(pd.requests) == 3
+    assert len(hec.events) == 2 and len(_file_lines(tmp_path)) == 2
+    assert due.metrics()["Delivered.pagerduty"] == 2 and first.metrics()["Retried.pagerduty"] == 2

@@ -117,6 +117,16 @@ def test_elasticsearch_same_revision_delivered_twice_one_document(es: tuple[Elas
     assert len(server.bulk_requests()) == 2  # ES dedupes, not the sink: a retry cannot duplicate
 
 
+def test_elasticsearch_two_runs_fresh_state_one_document_per_revision(es: tuple[ElasticServer, str],
+                                                                     finding: dict[str, Any]) -> None:
+    server, url = es
+    results = [make_sink(url)[0].send(deliveries(finding))[0] for _ in range(2)]  # a new context each run
+
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert "409" in results[1].detail  # _id + create: Elasticsearch refused the duplicate
+    assert list(server.documents(DEFAULT_INDEX)) == [f"{finding['finding_info']['uid']}-r1"]
+
+
 def test_elasticsearch_revision_two_adds_one_update_document(es: tuple[ElasticServer, str],
                                                              finding: dict[str, Any]) -> None:
     server, url = es

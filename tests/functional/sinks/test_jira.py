@@ -215,16 +215,17 @@ def test_jira_5xx_for_a_while_then_recovery_delivers_once(jira: JiraServer, aler
     assert len(sleeps) == 4
 
 
-def test_jira_502_after_create_lookup_before_retry_no_duplicate(jira: JiraServer, alert: dict[str, Any]) -> None:
+def test_jira_502_after_create_no_index_lag_configured_lookup_before_retry_no_duplicate(
+        jira: JiraServer, alert: dict[str, Any]) -> None:
     context, _ = make_context(SECRETS)
-    sink = make_sink(jira, context)
+    sink = make_sink(jira, context, search_index_lag=0)  # a Jira whose search is consistent (the stand-in's is)
     jira.fail_after_processing(502, path="/rest/api/3/issue", body="Bad Gateway")
 
     [result] = sink.send(deliveries(alert))
 
     assert result.outcome is Outcome.DELIVERED and result.external_id == "SEC-1"
     assert len(jira.issues) == 1
-    assert len(jira.requests_to("GET", "/rest/api/3/search/jql")) == 1
+    assert len(jira.requests_to("GET", "/rest/api/3/search/jql")) == 2  # before creating, and after the 502
 
 
 def test_jira_reply_lost_claim_kept_until_stale_then_recovered_by_label(jira: JiraServer,
@@ -241,7 +242,7 @@ def test_jira_reply_lost_claim_kept_until_stale_then_recovered_by_label(jira: Ji
     now[0] += 901
     [recovered] = sink.send([delivery])
 
-    assert lost.outcome is Outcome.FAILED_TRANSIENT and "claim kept" in lost.detail
+    assert lost.outcome is Outcome.FAILED_TRANSIENT and "create may have succeeded" in lost.detail
     assert waiting.outcome is Outcome.FAILED_TRANSIENT
     assert recovered.outcome is Outcome.DELIVERED and recovered.external_id == "SEC-1"
     assert len(jira.issues) == 1
@@ -258,7 +259,7 @@ def test_jira_400_failed_permanent_with_body_no_retry(jira: JiraServer, alert: d
     assert result.outcome is Outcome.FAILED_PERMANENT
     assert result.response is not None and "Specify a valid project ID or key" in result.response
     assert "HTTP 400" in result.detail
-    assert sleeps == [] and len(jira.requests) == 1
+    assert sleeps == [] and len(jira.requests_to("POST", "/rest/api/3/issue")) == 1
     assert context.ticket_map.get(delivery.finding_id, "jira") is None  # claim released
 
 
@@ -443,3 +444,76 @@ def test_jira_time_budget_spent_not_started(jira: JiraServer, alert: dict[str, A
     assert result.outcome is Outcome.FAILED_TRANSIENT and "time budget" in result.detail
     assert jira.requests == []
     assert context.ticket_map.get(alert["finding_info"]["uid"], "jira") is None
+
+
+def test_jira_lost_create_with_30s_search_lag_deferred_until_index_caught_up_one_issue(
+        alert: dict[str, Any]) -> None:
+    now = [1_000_000.0]
+    server, _ = start_jira_server(search_lag=30, clock=lambda: now[0])  # Jira's search shows issues 30 s late
+    try:
+        context, sleeps = make_context(SECRETS)
+        sink = make_sink(server, context, search_index_lag=35)
+        sink.clock = lambda: now[0]
+        server.fail_after_processing(None, path="/rest/api/3/issue", method="POST")  # created, reply lost
+        [delivery] = deliveries(alert)
+
+        [lost] = sink.send([delivery])
+        now[0] += 5  # the redelivery comes soon: a label search now would find nothing
+        [early] = sink.send([delivery])
+        searches_before_lag = len(server.requests_to("GET", "/rest/api/3/search/jql"))
+        now[0] += 31
+        [found] = sink.send([delivery])
+    finally:
+        server.stop()
+
+    assert lost.outcome is Outcome.FAILED_TRANSIENT and lost.retry_after == 35.0
+    assert early.outcome is Outcome.FAILED_TRANSIENT and early.retry_after == 30.0
+    assert searches_before_lag == 1  # only the lookup before the first create, none while the index lags
+    assert found.outcome is Outcome.DELIVERED and found.external_id == "SEC-1"
+    assert len(server.issues) == 1 and len(server.requests_to("POST", "/rest/api/3/issue")) == 1
+    assert context.ticket_map.get(delivery.finding_id, "jira") == "SEC-1"
+    assert sleeps == []  # simulated time only
+
+
+def test_jira_lookup_rate_limited_429_retry_after_honoured_then_one_issue(alert: dict[str, Any]) -> None:
+    now = [2_000_000.0]
+    server, _ = start_jira_server(clock=lambda: now[0], search_rate_limit=(1, 7.0))
+    try:
+        context, sleeps = make_context(SECRETS)
+
+        def advance(seconds: float) -> None:
+            sleeps.append(seconds)
+            now[0] += seconds
+
+        context.retry.sleep = advance
+        first, second = deliveries(alert, variant(alert, "cw-second000000000000000000000000"))
+        results = make_sink(server, context).send([first, second])
+    finally:
+        server.stop()
+
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    searches = server.requests_to("GET", "/rest/api/3/search/jql")
+    assert [r.status for r in searches] == [200, 429, 200]  # the second lookup was throttled, then retried
+    assert sleeps == [7.0]  # exactly the Retry-After the search endpoint sent
+    assert len(server.issues) == 2
+
+
+def test_jira_fresh_ticket_map_issue_found_by_label_revision_two_comments_no_second_issue(
+        jira: JiraServer, alert: dict[str, Any]) -> None:
+    first_run, _ = make_context(SECRETS)
+    make_sink(jira, first_run).send(deliveries(alert))
+    make_sink(jira, first_run).send(deliveries(revised(alert), revision=2))
+    fresh, _ = make_context(SECRETS)  # the table was restored empty: the map knows nothing
+    sink = make_sink(jira, fresh)
+
+    [again] = sink.send(deliveries(alert))
+    [again2] = sink.send(deliveries(revised(alert), revision=2))
+    [third] = sink.send(deliveries(revised(alert), revision=3))
+
+    assert again.outcome is Outcome.DELIVERED and "found SEC-1 at the vendor" in again.detail
+    assert again2.outcome is Outcome.DELIVERED and "already on SEC-1" in again2.detail
+    assert third.outcome is Outcome.DELIVERED and "commented on SEC-1" in third.detail
+    issue = only_issue(jira)
+    texts = [adf_text(c["body"]) for c in issue["comments"]]
+    assert len(texts) == 2 and "revision 2 of" in texts[0] and "revision 3 of" in texts[1]
+    assert len(jira.requests_to("POST", "/rest/api/3/issue")) == 1 + 2  # one create, two comments

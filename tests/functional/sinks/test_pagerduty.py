@@ -160,6 +160,45 @@ def test_pagerduty_429_without_retry_after_uses_throttle_backoff(pd: PagerDutySe
     assert context.ticket_map.get(alert["finding_info"]["uid"], "pagerduty#r1") is None
 
 
+def test_pagerduty_retry_after_200_within_budget_waits_200_never_less(pd: PagerDutyServer,
+                                                                       alert: dict[str, Any]) -> None:
+    context, sleeps = make_context(SECRETS, remaining=lambda: 280.0)
+    sink = make_sink(pd, context)
+    pd.throttle(1, retry_after=200)
+
+    [result] = sink.send(deliveries(alert))
+
+    # The old cap (3 x max_delay = 60 s) called PagerDuty again after 60 s.
+    assert result.outcome is Outcome.DELIVERED
+    assert sleeps == [200.0]
+    assert len(pd.requests) == 2
+
+
+def test_pagerduty_retry_after_200_beyond_budget_left_for_later_with_retry_after(pd: PagerDutyServer,
+                                                                                 alert: dict[str, Any]) -> None:
+    context, sleeps = make_context(SECRETS, remaining=lambda: 100.0)
+    sink = make_sink(pd, context)
+    pd.throttle(1, retry_after=200)
+
+    [result] = sink.send(deliveries(alert))
+
+    assert result.outcome is Outcome.FAILED_TRANSIENT and result.retry_after == 200.0
+    assert sleeps == [] and len(pd.requests) == 1
+
+
+def test_pagerduty_same_finding_with_fresh_ticket_map_one_alert_by_dedup_key(pd: PagerDutyServer,
+                                                                             alert: dict[str, Any]) -> None:
+    first, _ = make_context(SECRETS)
+    second, _ = make_context(SECRETS)  # a re-created stack: nothing remembered
+
+    results = [make_sink(pd, ctx).send(deliveries(alert))[0] for ctx in (first, second)]
+
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert len(pd.requests) == 2
+    [open_alert] = pd.alerts
+    assert open_alert["dedup_key"] == alert["finding_info"]["uid"] and len(open_alert["events"]) == 2
+
+
 def test_pagerduty_5xx_for_a_while_then_recovery_delivers_once(pd: PagerDutyServer, alert: dict[str, Any]) -> None:
     context, sleeps = make_context(SECRETS, max_attempts=2)
     sink = make_sink(pd, context)

@@ -154,8 +154,10 @@ def test_servicenow_504_after_create_lookup_by_correlation_id_no_duplicate(snow:
 
     assert result.outcome is Outcome.DELIVERED and result.external_id == "INC0010001"
     assert len(snow.records) == 1
-    [lookup] = snow.requests_to("GET", "/api/now/table/incident")
-    assert lookup.query["sysparm_query"][0].startswith(f"correlation_id={alert['finding_info']['uid']}")
+    lookups = snow.requests_to("GET", "/api/now/table/incident")
+    assert len(lookups) == 2  # before creating, and after the 504 (the table query is consistent: no lag)
+    assert all(r.query["sysparm_query"][0].startswith(f"correlation_id={alert['finding_info']['uid']}")
+               for r in lookups)
 
 
 def test_servicenow_reply_lost_then_stale_claim_recovered_update_goes_to_same_incident(
@@ -184,7 +186,7 @@ def test_servicenow_400_failed_permanent_with_body_no_retry(snow: ServiceNowServ
 
     assert result.outcome is Outcome.FAILED_PERMANENT
     assert result.response is not None and "urgency must be 1, 2 or 3" in result.response
-    assert sleeps == [] and len(snow.requests) == 1
+    assert sleeps == [] and len(snow.requests_to("POST", "/api/now/table/incident")) == 1
     assert context.ticket_map.get(delivery.finding_id, "servicenow") is None
 
 
@@ -258,3 +260,23 @@ def test_servicenow_config_checked() -> None:
     with pytest.raises(ConfigError, match="table"):
         build_sinks([{"kind": "servicenow", "url": "https://x.service-now.com", "credentials_secret": "s",
                       "table": "incident^x"}], context)
+
+
+def test_servicenow_fresh_ticket_map_incident_found_by_correlation_id_work_note_not_repeated(
+        snow: ServiceNowServer, alert: dict[str, Any]) -> None:
+    first_run, _ = make_context(SECRETS)
+    make_sink(snow, first_run).send(deliveries(alert))
+    make_sink(snow, first_run).send(deliveries(revised(alert), revision=2))
+    fresh, _ = make_context(SECRETS)  # a re-created stack: the map is empty
+    sink = make_sink(snow, fresh)
+
+    [again] = sink.send(deliveries(alert))
+    [again2] = sink.send(deliveries(revised(alert), revision=2))
+
+    assert again.outcome is Outcome.DELIVERED and "found INC0010001 at the vendor" in again.detail
+    assert again2.outcome is Outcome.DELIVERED and "already on INC0010001" in again2.detail
+    [record] = snow.records.values()
+    assert len(record["work_notes"]) == 1 and "revision 2 of" in record["work_notes"][0]
+    assert len(snow.requests_to("POST", "/api/now/table/incident")) == 1
+    journal = snow.requests_to("GET", "/api/now/table/sys_journal_field")
+    assert journal and journal[-1].query["sysparm_query"][0].startswith(f"element_id={record['sys_id']}^")
