@@ -372,7 +372,7 @@ def _tree(candidate: Candidate, tree: list[ProcNode], policy: Policy) -> list[Tr
 def _timeline(stages: list[StageEvidence], tree: list[ProcNode], egress: list[Egress],
               gatekeeper: list[Gatekeeper], candidate: Candidate) -> list[TimelineEntry]:
     entries = [TimelineEntry(s.time_ns, s.stage, s.summary, s.source, s.raw) for s in stages]
-    stage_raws = {s.raw for s in stages}
+    stage_raws = {s.raw for s in stages} | {str(g.raw) for g in gatekeeper}
     stage3_raw = str(candidate.stage3.raw)
     if candidate.extracted is not None:
         extracted = candidate.extracted

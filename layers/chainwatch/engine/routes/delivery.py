@@ -292,7 +292,10 @@ def _hdiutil_image(state: HostState, around_ns: int, policy: Policy) -> str | No
 
 def _download_hop(landed: FileWrite) -> _Hop:
     who = landed.process.display_name if landed.process else "a process"
-    renamed = f" (renamed from {basename(landed.source_path)})" if landed.source_path else ""
+    source = landed.source_path
+    renamed = "" if not source else (
+        f" (renamed from {basename(source)})" if basename(source) != basename(landed.path) else
+        f" (renamed from {source})")
     return _Hop("download", landed.time_ns, landed.path, f"{who} wrote {landed.path}{renamed}", landed.source,
                 str(landed.raw))
 
