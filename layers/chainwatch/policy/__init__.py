@@ -69,7 +69,8 @@ class GlobSet:
             expanded = re.escape("/Users/") + "[^/]+/" + _glob(pattern[2:]) if pattern.startswith("~/") \
                 else _glob(pattern)
             parts.append(expanded)
-        self._regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
+        # DOTALL: names are attacker-controlled and may hold newlines; `*` must still match them.
+        self._regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE | re.DOTALL) if parts else None
 
     def match(self, value: str | None) -> bool:
         return bool(value) and self._regex is not None and self._regex.fullmatch(value or "") is not None

@@ -17,7 +17,12 @@ Facts this module relies on (``shared/reference/macos-telemetry.md`` sections 5 
   same-pid images, fork and ``xpcproxy``, before the parent);
 - 7.10 documents have no ``process.code_signature``; later ones have ``{exists, signing_id, status,
   subject_name, team_id, trusted}``;
-- file events carry no ``process.parent`` object beyond ``parent.pid``, only ``Ext.ancestry``.
+- file events carry no ``process.parent`` object beyond ``parent.pid``, only ``Ext.ancestry``;
+- a mount is a file event: ``event.action`` ``mount`` / ``unmount`` with the mount point in ``file.path``
+  (``custom_documentation/doc/endpoint/file/macos/macos_file_{mount,unmount}.md``; Elastic's own rules read it as
+  ``file where event.action == "mount"``). Those documents also list ``file.Ext.original.path`` (and, for mount,
+  ``.extension``) without saying what it holds; it is read as the image file when it ends in a disk-image suffix
+  and as the mount source otherwise *(inference: verify against a capture)*.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from chainwatch.events import (
     FileWrite,
     Gatekeeper,
     GatekeeperAction,
+    MountAction,
+    MountKind,
     NetworkConnection,
     ProcessExec,
     ProcessExit,
@@ -44,6 +51,7 @@ from chainwatch.events import (
     ProcessRef,
     RawRef,
     SourceFormat,
+    VolumeMount,
     XattrAction,
     XattrChange,
 )
@@ -63,6 +71,10 @@ FILE_WRITES = {
     "modification": FileAction.CLOSE_MODIFIED,
     "overwrite": FileAction.CLOSE_MODIFIED,
 }
+#: File actions that are mounts.
+MOUNT_ACTIONS = {"mount": MountAction.MOUNT, "unmount": MountAction.UNMOUNT}
+#: Suffixes of disk-image files (``file.Ext.original.path`` of a mount that names one is the image).
+DISK_IMAGE_SUFFIXES = (".dmg", ".sparseimage", ".sparsebundle", ".iso", ".cdr", ".img", ".udif", ".toast")
 #: ``network.direction`` values (ECS allows both the ingress/egress and the inbound/outbound vocabularies).
 DIRECTIONS = {
     "egress": Direction.OUTBOUND,
@@ -357,13 +369,39 @@ def _map_file(doc: dict[str, Any], ref: RawRef, host: str, action: str) -> list[
             source_path = as_str(original.get("path"))
         return [FileWrite(**_common(doc, ref, host), process=_actor(doc), action=file_action, path=path,
                           source_path=source_path)]
+    mount_action = MOUNT_ACTIONS.get(action)
+    if mount_action is not None:
+        return _map_mount(doc, ref, host, action, mount_action)
     if action == "extended_attributes_delete":
         path = _file_path(doc, action)
         return [XattrChange(**_common(doc, ref, host), process=_actor(doc), action=XattrAction.DELETE,
                             path=path, name=_deleted_xattr(doc))]
     # endpoint_unquarantine is Elastic restoring a file from its own malware quarantine, not a
-    # com.apple.quarantine change; deletion, launch_daemon, mount... carry nothing chainwatch maps.
+    # com.apple.quarantine change; deletion, launch_daemon... carry nothing chainwatch maps.
     return f"ecs:file/{action}"
+
+
+def _map_mount(doc: dict[str, Any], ref: RawRef, host: str, action: str, mount_action: MountAction
+               ) -> list[AnyEvent]:
+    """A ``mount`` / ``unmount`` file event: the mount point is ``file.path``.
+
+    ``mount_kind`` is ``NULLFS`` for a mount point inside an ``AppTranslocation`` folder, ``DISK_IMAGE`` under
+    ``/Volumes/`` (or when the document names an image file), else ``UNKNOWN``. ``/Volumes/`` is a guess: an
+    external drive mounts there too, and Elastic states no disposition.
+    """
+    point = _file_path(doc, action)
+    file = as_dict(doc.get("file"))
+    original = as_str(as_dict(as_dict(file.get("Ext")).get("original")).get("path"))
+    image = original if original is not None and original.rstrip("/").lower().endswith(DISK_IMAGE_SUFFIXES) \
+        else None
+    if "/AppTranslocation/" in point:
+        kind = MountKind.NULLFS
+    elif image is not None or (point.startswith("/Volumes/") and len(point.rstrip("/")) > len("/Volumes")):
+        kind = MountKind.DISK_IMAGE
+    else:
+        kind = MountKind.UNKNOWN
+    return [VolumeMount(**_common(doc, ref, host), process=_actor(doc), action=mount_action, mount_point=point,
+                        mounted_from=original if image is None else None, mount_kind=kind, image_path=image)]
 
 
 def _deleted_xattr(doc: dict[str, Any]) -> str:

@@ -10,7 +10,16 @@ Facts this module relies on (``shared/reference/macos-telemetry.md`` section 1):
   the same pid and ``event.exec.target`` the new one;
 - ``exit.stat`` is a wait(2) status, so a signal number there is a crash indicator;
 - Mac Monitor 2.x keeps every eslogger key and adds its own (``es_event_type``, ``is_quarantined``...), which are
-  ignored here.
+  ignored here;
+- ``mount`` (22), ``unmount`` (23) and ``remount`` (99) carry a ``statfs`` (``f_mntonname``, ``f_mntfromname``,
+  ``f_fstypename``...) and, from message version 8, ``disposition`` (``es_mount_disposition_t``: 0 external,
+  1 internal, 2 network, 3 virtual = a disk image or another file, 4 nullfs = App Translocation, 5 unknown);
+  ``unmount`` never has one;
+- ``clone`` (61: ``source``, ``target_dir``, ``target_name``), ``copyfile`` (110: ``source``, ``target_file`` or
+  null, ``target_dir``, ``target_name``, ``mode``, ``flags``) and ``link`` (19: ``source``, ``target_dir``,
+  ``target_filename``) put a copy of ``source`` at ``target_dir/target_name``. The key names are those of the
+  ``ESMessage.h`` structs, which eslogger follows for every event whose keys are catalogued (Mac Monitor's
+  ``eslogger-keys.json`` lists ``link``; ``clone`` and ``copyfile`` are not in it, and no capture was found).
 """
 
 from __future__ import annotations
@@ -26,12 +35,15 @@ from chainwatch.events import (
     FileWrite,
     Gatekeeper,
     GatekeeperAction,
+    MountAction,
+    MountKind,
     ProcessExec,
     ProcessExit,
     ProcessFork,
     ProcessRef,
     RawRef,
     SourceFormat,
+    VolumeMount,
     XattrAction,
     XattrChange,
 )
@@ -42,13 +54,24 @@ FORMAT = SourceFormat.ESLOGGER
 #: Event names whose records chainwatch maps; every other name is counted as unused.
 MAPPED = frozenset(
     {"exec", "fork", "exit", "create", "rename", "close", "write", "setextattr", "deleteextattr",
-     "gatekeeper_user_override"}
+     "gatekeeper_user_override", "mount", "unmount", "remount", "clone", "copyfile", "link"}
 )
 #: ``es_event_type_t`` numbers of the mapped names, to cross-check ``event_type``.
 EVENT_NUMBERS = {
-    "exec": 9, "fork": 11, "close": 12, "create": 13, "exit": 15, "rename": 25, "setextattr": 27, "write": 33,
-    "deleteextattr": 70, "gatekeeper_user_override": 146,
+    "exec": 9, "fork": 11, "close": 12, "create": 13, "exit": 15, "link": 19, "mount": 22, "unmount": 23,
+    "rename": 25, "setextattr": 27, "write": 33, "clone": 61, "deleteextattr": 70, "remount": 99,
+    "copyfile": 110, "gatekeeper_user_override": 146,
 }
+#: ``es_mount_disposition_t`` (message version >= 8) to :class:`MountKind`.
+DISPOSITIONS = {
+    0: MountKind.EXTERNAL, 1: MountKind.INTERNAL, 2: MountKind.NETWORK, 3: MountKind.DISK_IMAGE,
+    4: MountKind.NULLFS, 5: MountKind.UNKNOWN,
+}
+#: First message version with ``disposition`` (before it the field was reserved, so a 0 there means nothing).
+DISPOSITION_VERSION = 8
+_MOUNT_ACTIONS = {"mount": MountAction.MOUNT, "remount": MountAction.MOUNT, "unmount": MountAction.UNMOUNT}
+#: The name key of each copy event's new file.
+_COPY_NAME_KEYS = {"clone": "target_name", "copyfile": "target_name", "link": "target_filename"}
 QUARANTINE_XATTR = "com.apple.quarantine"
 _TOKEN_FIELDS = ("auid", "euid", "egid", "ruid", "rgid", "pid", "asid", "pidversion")
 
@@ -168,6 +191,65 @@ def _destination(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def mount_kind(disposition: Any, version: Any, fs_type: str | None, mount_point: str,
+               mounted_from: str | None) -> MountKind:
+    """What a mount is: ``disposition`` when the message version has it, else inferred from the ``statfs``.
+
+    Without a usable disposition (message version < 8, and every ``unmount``):
+
+    - ``f_fstypename`` ``nullfs`` is App Translocation's read-only copy: ``NULLFS`` (certain: nothing else on
+      macOS mounts nullfs);
+    - an ``apfs`` or ``hfs`` volume from a ``/dev/disk*`` device mounted under ``/Volumes/`` is taken as a disk
+      image: ``DISK_IMAGE``. **This is a guess**: an external USB or Thunderbolt drive looks exactly the same in
+      a ``statfs``, so before message version 8 such a drive is reported as a disk image too;
+    - anything else is ``UNKNOWN`` (never ``EXTERNAL``: a 0 in the reserved field means nothing).
+    """
+    if type(disposition) is int and (type(version) is not int or version >= DISPOSITION_VERSION):
+        return DISPOSITIONS.get(disposition, MountKind.UNKNOWN)
+    if fs_type == "nullfs":
+        return MountKind.NULLFS
+    if fs_type in ("apfs", "hfs") and mount_point.startswith("/Volumes/") and mounted_from is not None \
+            and mounted_from.startswith("/dev/disk"):
+        return MountKind.DISK_IMAGE
+    return MountKind.UNKNOWN
+
+
+def _map_mount(name: str, payload: dict[str, Any], doc: dict[str, Any], common: dict[str, Any],
+               actor: ProcessRef) -> list[AnyEvent]:
+    statfs = payload.get("statfs")
+    if type(statfs) is not dict:
+        raise RecordError(f"{name} has no statfs object")
+    point = statfs.get("f_mntonname")
+    if type(point) is not str or not point:
+        raise RecordError(f"{name} has no statfs.f_mntonname")
+    source = as_str(statfs.get("f_mntfromname"))
+    fs_type = as_str(statfs.get("f_fstypename"))
+    # unmount has no disposition; a stray one there is ignored like a pre-version-8 one.
+    disposition = payload.get("disposition") if name != "unmount" else None
+    kind = mount_kind(disposition, doc.get("version"), fs_type, point, source)
+    return [VolumeMount(**common, process=actor, action=_MOUNT_ACTIONS[name], mount_point=point,
+                        mounted_from=source, mount_kind=kind, fs_type=fs_type)]
+
+
+def _map_copy(name: str, payload: dict[str, Any], common: dict[str, Any], actor: ProcessRef) -> list[AnyEvent]:
+    """``clone`` / ``copyfile`` / ``link``: a new file at ``target_dir/name`` with the content of ``source``.
+
+    A ``copyfile`` over an existing file (``target_file`` set) is a modification of it; every other copy creates.
+    """
+    folder = _file_path(payload.get("target_dir"))
+    leaf = as_str(payload.get(_COPY_NAME_KEYS[name]))
+    existing = _file_path(payload.get("target_file")) if name == "copyfile" else None
+    if folder and leaf:
+        path = f"{folder.rstrip('/')}/{leaf}"
+    elif existing:
+        path = existing
+    else:
+        raise RecordError(f"{name} needs target_dir.path and {_COPY_NAME_KEYS[name]}")
+    action = FileAction.CLOSE_MODIFIED if existing else FileAction.CREATE
+    return [FileWrite(**common, process=actor, action=action, path=path,
+                      source_path=_file_path(payload.get("source")))]
+
+
 def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | str:
     """Map one eslogger record to canonical events, or return the label of an unused event type.
 
@@ -239,6 +321,10 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
             raise RecordError(f"{name} needs target.path and extattr")
         action = XattrAction.SET if name == "setextattr" else XattrAction.DELETE
         return [XattrChange(**common, process=actor, action=action, path=path, name=attr)]
+    if name in _COPY_NAME_KEYS:
+        return _map_copy(name, payload, common, actor)
+    if name in _MOUNT_ACTIONS:
+        return _map_mount(name, payload, doc, common, actor)
     # gatekeeper_user_override: file_type 0 = path string, 1 = es_file_t.
     gk_file = payload.get("file")
     gk_path = gk_file if isinstance(gk_file, str) else _file_path(gk_file)

@@ -452,7 +452,9 @@ def _parse_asp(message: str | None) -> tuple[int | None, str | None]:
     pid_text, _, path = message[at + len(ASP_DENIAL):].partition(",")
     pid_text = pid_text.strip()
     pid = int(pid_text) if pid_text.isascii() and pid_text.isdigit() and len(pid_text) <= 10 else None
-    return pid, path.strip() or None
+    # Only the separator's space goes: the path is attacker-chosen and may itself begin or end with white space.
+    path = path.removeprefix(" ")
+    return pid, path or None
 
 
 def _map_gatekeeper(

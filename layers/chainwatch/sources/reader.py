@@ -11,6 +11,12 @@ Two modes, chosen per file by its first non-empty line:
 
 Envelopes are opened here as well, so sources only ever see one event document: Elasticsearch hits
 (``_source``), search responses (``hits.hits``), JSON arrays and Jamf Protect's ``input`` wrapper.
+
+Names, paths and arguments are attacker-controlled, and not every producer turns the bytes of a file name or an
+argv entry into valid Unicode first. orjson accepts only valid UTF-8 and paired surrogate escapes, so a line it
+refuses is decoded once more, leniently (:func:`loads_lenient`): invalid UTF-8 bytes and lone ``\\udXXX`` escapes
+become U+FFFD, and the record is kept instead of being lost along with the chain it belongs to. Only a line that
+is not JSON even then is rejected.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ _MAX_DEPTH = 64
 _TRIPLE_QUOTED = re.compile(r'"""(.*?)"""', re.DOTALL)
 _NEXT_OBJECT = re.compile(r"\n[ \t]*[{\[]")
 _DECODER = json.JSONDecoder()
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,46 @@ def excerpt(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     text = text.strip()
     return text if len(text) <= _MAX_EXCERPT else text[:_MAX_EXCERPT] + "..."
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(_REPLACEMENT, value)
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+def loads_lenient(raw: bytes | str) -> Any:
+    """Decode one JSON value that orjson refused: invalid UTF-8 and lone surrogate escapes become U+FFFD.
+
+    The text stays valid Unicode, so events built from it serialize like any other. Raises
+    :class:`ValueError` when the text is not JSON at all (``NaN`` and ``Infinity`` included), and
+    :class:`RecursionError` for absurd nesting.
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    data = json.loads(text, parse_constant=_no_constant)
+    return _scrub(data) if "\\u" in text else data
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (orjson refuses them); the lenient decoder must not accept more than that.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads_line(raw: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` for a JSON line, or ``(None, reason)``; orjson first, the lenient decoder second."""
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        reason = f"not valid JSON: {exc}"
+    try:
+        return loads_lenient(raw), None
+    except (ValueError, RecursionError):
+        return None, reason
 
 
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -133,9 +181,8 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
         yield Rejection(RawRef(origin, line_no), "not a JSON record (text line)", excerpt=excerpt(raw))
     else:
         return
-    try:
-        first = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    first, reason = _loads_line(raw)
+    if reason is not None:
         rest = b"".join(iterator)
         yield from _read_documents(raw + rest, origin, line_no)
         return
@@ -147,9 +194,11 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
             continue
         try:
             data = loads(raw)
-        except orjson.JSONDecodeError as exc:
-            yield Rejection(RawRef(origin, line_no), f"not valid JSON: {exc}", excerpt=excerpt(raw))
-            continue
+        except orjson.JSONDecodeError:
+            data, reason = _loads_line(raw)
+            if reason is not None:
+                yield Rejection(RawRef(origin, line_no), reason, excerpt=excerpt(raw))
+                continue
         if type(data) is dict and "_source" not in data and "input" not in data and "hits" not in data:
             yield Record(data, RawRef(origin, line_no))
         else:
@@ -161,6 +210,8 @@ def _read_documents(blob: bytes, origin: str, first_line: int) -> Iterator[Item]
     text = blob.decode("utf-8", "replace")
     if '"""' in text:
         text = _TRIPLE_QUOTED.sub(lambda m: json.dumps(m.group(1)), text)
+    # json decodes a lone surrogate escape into a string orjson cannot write back: scrub only when one may occur.
+    scrub = "\\u" in text
     pos, end, wrappers = 0, len(text), 0
     while pos < end:
         char = text[pos]
@@ -179,6 +230,8 @@ def _read_documents(blob: bytes, origin: str, first_line: int) -> Iterator[Item]
             continue
         try:
             data, stop = _DECODER.raw_decode(text, pos)
+            if scrub:
+                data = _scrub(data)
         except (json.JSONDecodeError, RecursionError) as exc:
             skip = _NEXT_OBJECT.search(text, pos + 1)
             stop = skip.start() + 1 if skip else end

@@ -11,7 +11,14 @@ Facts this module relies on (``shared/reference/macos-telemetry.md`` sections 3.
 - the evidence is in unstructured message text, so which records matter and what they mean is data: the
   patterns in ``unifiedlog_patterns.yaml`` (process basename + optional subsystem + message prefix /
   substring / regex), validated and compiled once when this module is imported;
-- ``log show --style ndjson`` ends with a ``{"count": N, "finished": 1}`` line, read as a skipped trailer.
+- ``log show --style ndjson`` ends with a ``{"count": N, "finished": 1}`` line, read as a skipped trailer;
+- every name and path inside a message is attacker-controlled, so the packaged regexes anchor on the fixed parts
+  of Apple's format strings and group values are used exactly as matched (no trimming, no length cap);
+- disk-image and mount lines (``mount`` patterns) become :class:`~chainwatch.events.VolumeMount` events. Their
+  wording is known from format strings in Apple's binaries and open-source DiskArbitration / Security code, not
+  from rendered captures, and their paths are often ``<private>``; a line that yields neither a mount point nor
+  an image path is skipped (:data:`SKIP_MOUNT_NO_PATH`). A line naming only the image gives a ``VolumeMount``
+  whose ``mount_point`` is ``""`` (the volume is not known yet).
 
 Most records of a real log are not evidence. They are classified before anything else is parsed, and only
 against the patterns of their own process (plus the few ``"*"`` patterns), with ``str.startswith`` or ``in``
@@ -39,9 +46,12 @@ from chainwatch.events import (
     EventKind,
     Gatekeeper,
     GatekeeperAction,
+    MountAction,
+    MountKind,
     ProcessRef,
     RawRef,
     SourceFormat,
+    VolumeMount,
 )
 from chainwatch.sources.common import basename, parse_time_ns
 
@@ -57,16 +67,28 @@ ANY_PROCESS = "*"
 SKIP_UNCLASSIFIED = "unifiedlog:unclassified"
 SKIP_LOSS = "unifiedlog:lossEvent"
 SKIP_TRAILER = "unifiedlog:trailer"
+SKIP_MOUNT_NO_PATH = "unifiedlog:mount(no path)"
 
 #: Regex group names each event kind can use (``url`` is a ``file://`` URL that becomes ``path``).
 GROUPS: dict[EventKind, frozenset[str]] = {
     EventKind.APP_ACTIVITY: frozenset({"bundle_id", "pid", "path", "url", "app_name"}),
     EventKind.GATEKEEPER: frozenset({"pid", "path", "url", "result", "team_id", "signing_id"}),
+    EventKind.MOUNT: frozenset({"mount_point", "image_path", "mounted_from", "fs_type"}),
 }
-_ACTIONS: dict[str, tuple[EventKind, type[AppAction] | type[GatekeeperAction]]] = {
+Action = AppAction | GatekeeperAction | MountAction
+_ACTIONS: dict[str, tuple[EventKind, type[AppAction] | type[GatekeeperAction] | type[MountAction]]] = {
     "app_activity": (EventKind.APP_ACTIVITY, AppAction),
     "gatekeeper": (EventKind.GATEKEEPER, GatekeeperAction),
+    "mount": (EventKind.MOUNT, MountAction),
 }
+_KIND_OF_ACTION: dict[type, EventKind] = {AppAction: EventKind.APP_ACTIVITY, GatekeeperAction: EventKind.GATEKEEPER,
+                                          MountAction: EventKind.MOUNT}
+#: Subsystems whose mount lines are about disk images (DiskImages2 and the older DiskImages framework).
+DISK_IMAGE_SUBSYSTEMS = frozenset({"com.apple.DiskImages2", "com.apple.diskimages"})
+#: Processes whose mount lines are about disk images (the DiskImages2 daemon and the attach front ends).
+DISK_IMAGE_PROCESSES = frozenset({"diskimagesiod", "diskimages-helper", "DiskImageMounter", "hdiutil"})
+#: A bare BSD device name ("disk5s1") as DiskImages2 logs it; ES writes the same device as "/dev/disk5s1".
+_BSD_NAME = re.compile(r"disk\d+(?:s\d+)*")
 _ENTRY_KEYS = frozenset(
     {"id", "event", "action", "process", "subsystem", "prefix", "contains", "regex", "note"}
 )
@@ -87,9 +109,9 @@ class Pattern:
     """
 
     id: str
-    action: AppAction | GatekeeperAction
+    action: Action
     processes: tuple[str, ...]
-    subsystem: str | None
+    subsystems: tuple[str, ...] | None
     prefix: str | None
     contains: str | None
     regex: re.Pattern[str] | None
@@ -98,11 +120,11 @@ class Pattern:
     @property
     def event(self) -> EventKind:
         """The kind of event this pattern yields."""
-        return EventKind.APP_ACTIVITY if isinstance(self.action, AppAction) else EventKind.GATEKEEPER
+        return _KIND_OF_ACTION[type(self.action)]
 
     def match(self, subsystem: str | None, message: str) -> Mapping[str, str | None] | None:
         """The regex groups (empty without a regex) when the record matches, else ``None``."""
-        if self.subsystem is not None and subsystem != self.subsystem:
+        if self.subsystems is not None and subsystem not in self.subsystems:
             return None
         if self.prefix is not None and not message.startswith(self.prefix):
             return None
@@ -274,9 +296,9 @@ def _pattern(item: Any, line: int, lines: dict[str, int], origin: str) -> Patter
     if processes is None:
         raise fail(f"{ident}: 'process' must be a process basename, a non-empty list of them, or '*'",
                    "process")
-    subsystem = item.get("subsystem")
-    if subsystem is not None and (not isinstance(subsystem, str) or not subsystem):
-        raise fail(f"{ident}: 'subsystem' must be a non-empty string", "subsystem")
+    subsystems = _names(item.get("subsystem")) if "subsystem" in item else None
+    if "subsystem" in item and subsystems is None:
+        raise fail(f"{ident}: 'subsystem' must be a non-empty string or a non-empty list of them", "subsystem")
     guards = {key: item[key] for key in ("prefix", "contains") if item.get(key) is not None}
     for key, value in guards.items():
         if not isinstance(value, str) or not value:
@@ -287,9 +309,16 @@ def _pattern(item: Any, line: int, lines: dict[str, int], origin: str) -> Patter
     if not guards and regex is None:
         raise fail(f"{ident}: needs 'prefix', 'contains' or 'regex'")
     return Pattern(
-        id=ident, action=action, processes=processes, subsystem=subsystem, prefix=guards.get("prefix"),
+        id=ident, action=action, processes=processes, subsystems=subsystems, prefix=guards.get("prefix"),
         contains=guards.get("contains"), regex=regex, line=line,
     )
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        return None
+    return tuple(names)
 
 
 def _processes(value: Any) -> tuple[str, ...] | None:
@@ -377,16 +406,47 @@ def app_name_from_path(path: str) -> str | None:
     return basename(path)
 
 
+def _mount(
+    groups: Mapping[str, str | None], action: MountAction, process: str, subsystem: str | None,
+    common: dict[str, Any],
+) -> list[AnyEvent] | str:
+    """The :class:`VolumeMount` of a ``mount`` pattern's groups, or :data:`SKIP_MOUNT_NO_PATH`.
+
+    ``mount_kind``: ``NULLFS`` for an App Translocation mount point, ``DISK_IMAGE`` when the line names an image
+    or comes from a DiskImages subsystem or process, else ``UNKNOWN`` (a DiskArbitration line may be about any disk).
+    """
+    point = _value(groups, "mount_point")
+    image = _value(groups, "image_path")
+    if point is None and image is None:
+        return SKIP_MOUNT_NO_PATH
+    point = _trim(point) if point is not None else ""
+    image = _trim(image) if image is not None else None
+    source = _value(groups, "mounted_from")
+    if source is not None and _BSD_NAME.fullmatch(source):
+        source = "/dev/" + source
+    if "/AppTranslocation/" in point:
+        kind = MountKind.NULLFS
+    elif image is not None or subsystem in DISK_IMAGE_SUBSYSTEMS or process in DISK_IMAGE_PROCESSES:
+        kind = MountKind.DISK_IMAGE
+    else:
+        kind = MountKind.UNKNOWN
+    return [VolumeMount(**common, action=action, mount_point=point, mounted_from=source, mount_kind=kind,
+                        fs_type=_value(groups, "fs_type"), image_path=image)]
+
+
 def _trim(path: str) -> str:
     return path.rstrip("/") or path
 
 
 def _value(groups: Mapping[str, str | None], name: str) -> str | None:
+    """A group's value exactly as matched (names and paths may begin or end with spaces), or ``None``.
+
+    Only the test for "no value" ignores surrounding white space.
+    """
     value = groups.get(name)
-    if value is None:
+    if value is None or value.strip() in _EMPTY_VALUES:
         return None
-    value = value.strip()
-    return None if value in _EMPTY_VALUES else value
+    return value
 
 
 def _process(doc: dict[str, Any], image: str | None) -> ProcessRef | None:
@@ -426,7 +486,8 @@ def map_record(
     image = image if isinstance(image, str) and image else None
     name = image[image.rfind("/") + 1 :] if image else ""
     subsystem = doc.get("subsystem")
-    found = (patterns or PATTERNS).classify(name, subsystem if isinstance(subsystem, str) else None, message)
+    subsystem = subsystem if isinstance(subsystem, str) else None
+    found = (patterns or PATTERNS).classify(name, subsystem, message)
     if found is None:
         return SKIP_UNCLASSIFIED
     pattern, groups = found
@@ -443,6 +504,9 @@ def map_record(
     # isdecimal is what int() accepts (isdigit also passes "²"); the cap keeps int() cheap and in range.
     pid = int(pid_text) if pid_text is not None and pid_text.isdecimal() and len(pid_text) <= 10 else None
     action = pattern.action
+    if isinstance(action, MountAction):
+        return _mount(groups, action, name, subsystem, common={
+            "time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref, "process": process})
     if isinstance(action, AppAction):
         app_name = _value(groups, "app_name")
         return [AppActivity(

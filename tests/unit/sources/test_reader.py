@@ -61,9 +61,31 @@ def test_reader_scalar_line_is_rejected_not_crashed() -> None:
     assert isinstance(items[1], Rejection) and "expected a JSON object" in items[1].reason
 
 
-def test_reader_invalid_utf8_line_is_rejected() -> None:
-    items = _items(b'{"a": 1}\n{"a": "\xff\xfe"}\n{"a": 3}\n')
+def test_reader_invalid_utf8_outside_strings_is_rejected() -> None:
+    items = _items(b'{"a": 1}\n{"a": \xff\xfe}\n{"a": 3}\n')
     assert [type(i).__name__ for i in items] == ["Record", "Rejection", "Record"]
+    assert isinstance(items[1], Rejection) and items[1].reason.startswith("not valid JSON")
+
+
+def test_reader_invalid_utf8_inside_a_string_keeps_the_record_with_replacement_characters() -> None:
+    # A file name or argument is attacker-chosen bytes; a producer that writes them raw must not lose the record.
+    items = _items(b'{"a": 1}\n{"a": "/Users/u/Downloads/x\xff\xfe.app"}\n{"a": 3}\n')
+    assert [type(i).__name__ for i in items] == ["Record", "Record", "Record"]
+    assert items[1].data == {"a": "/Users/u/Downloads/x\ufffd\ufffd.app"}
+
+
+def test_reader_lone_surrogate_escapes_become_replacement_characters() -> None:
+    # A Python producer with surrogateescape writes "\udcff" for a byte 0xff; orjson refuses it, json keeps it.
+    items = _items(b'{"a": "x\\udcffy", "\\ud800": ["\\ud83d\\ude00"]}\n{"b": "\\udc80"}\n')
+    assert [i.data for i in items] == [{"a": "x\ufffdy", "\ufffd": ["\U0001f600"]}, {"b": "\ufffd"}]
+    # The same in the documents layout (a pretty-printed first record).
+    items = _items(b'{\n  "a": "x\\udcffy"\n}\n')
+    assert [i.data for i in items] == [{"a": "x\ufffdy"}]
+
+
+def test_reader_lenient_decoding_accepts_no_nan_or_infinity() -> None:
+    items = _items(b'{"a": 1}\n{"a": NaN, "b": "\xff"}\n{"a": Infinity}\n')
+    assert [type(i).__name__ for i in items] == ["Record", "Rejection", "Rejection"]
 
 
 def test_reader_folder_walk_reads_data_files_only(tmp_path: Path) -> None:

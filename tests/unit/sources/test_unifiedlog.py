@@ -420,7 +420,10 @@ def test_unifiedlog_packaged_patterns_are_indexed_by_process() -> None:
     assert len(ids) == len(set(ids)) and len(ids) >= 16
     # A process without patterns of its own meets only the few "*" patterns: the cheap path for most records.
     assert {p.id for p in patterns.candidates("bluetoothd")} == {
-        "gk-cleared-rejection-record", "sectranslocate-created"}
+        "gk-cleared-rejection-record", "sectranslocate-created", "sectranslocate-removed-mountpoint",
+        "diskimages-generic-unmount", "diskimages-generic-mount"}
+    # The permissive "*" disk-image patterns are fenced by subsystem, checked before any text.
+    assert all(p.subsystems or p.prefix for p in patterns.candidates("bluetoothd"))
     assert "runningboard-now-tracking" not in {p.id for p in patterns.candidates("syspolicyd")}
     assert all(p.line > 1 for p in patterns.patterns)
 
@@ -575,3 +578,66 @@ def test_unifiedlog_sample_file_yields_launch_and_gatekeeper_sequence() -> None:
     assert events[8].result == "6, 0"
     assert (events[11].bundle_id, events[11].pid) == ("com.example.UpdateHelper", 1377)
     assert (events[13].app_path, events[13].app_name) == (translocated, "UpdateHelper")
+
+
+# ---- attacker-chosen text inside messages -----------------------------------------------------------------------
+# Names and paths are whatever the attacker chose: the regexes anchor on Apple's fixed text, never on the name.
+HOSTILE = 'Up"d[a]te"}]\n\u202e(x), y '
+
+HOSTILE_GOLDEN = [
+    pytest.param("lsd", f"SecTranslocateCreateSecureDirectoryForURL: created /private/var/folders/x4/T/"
+                        f"AppTranslocation/B965/d/{HOSTILE}.app",
+                 {"path": f"/private/var/folders/x4/T/AppTranslocation/B965/d/{HOSTILE}.app"},
+                 id="translocation-newline"),
+    pytest.param("kernel", f"ASP: Security policy would not allow process: 2718, /Users/u/{HOSTILE}.app/Contents/"
+                           f"MacOS/{HOSTILE}",
+                 {"pid": 2718, "path": f"/Users/u/{HOSTILE}.app/Contents/MacOS/{HOSTILE}"}, id="asp-newline"),
+    pytest.param("syspolicyd", "GK Xprotect results: PST: (path: 3b7c), (team: (null)), (id: a,file:///fake.app/), "
+                               "(bundle_id: x), XPScan: 0,-7676,2026-03-02 09:16:49 +0000,(null),"
+                               "file:///Users/u/Up%22d%5Ba%5Dte%22%7D%5D%0A%E2%80%AE(x),%20y%20.app/",
+                 {"path": f"/Users/u/{HOSTILE}.app"}, id="xprotect-last-url-with-comma"),
+    pytest.param("syspolicyd", "GK evaluateScanResult: 0, PST: (path: 3b7c), (team: (null)), "
+                               "(id: com.x), (id: y)), (bundle_id: com.x), 0, 0, 1, 0, 9, 4, 1",
+                 {"result": "0", "signing_id": "com.x), (id: y)"}, id="signing-id-with-parentheses"),
+    pytest.param("CoreServicesUIAgent", f"LAUNCH: 0x0-0x9b09b com.example.{HOSTILE} starting stopped process.",
+                 {"bundle_id": f"com.example.{HOSTILE}"}, id="launch-bundle-id-with-spaces"),
+    pytest.param("runningboardd", f"Now tracking process: [app<application.com.example.{HOSTILE}.1.2(3)>:9"
+                                  ".2051882.2051890(501)>:1377]",
+                 {"bundle_id": f"com.example.{HOSTILE}.1.2(3)>:9", "pid": 1377}, id="tracking-last-tail"),
+    pytest.param("loginwindow", "-[Application updateInformation] | Got App URL: file:///Applications/"
+                                "a,%20b%20(1).app/", {"app_path": "/Applications/a, b (1).app",
+                                                      "app_name": "a, b (1)"}, id="app-url-comma"),
+    pytest.param("ReportCrash", f"Formulating fatal 309 report for corpse[19035] {HOSTILE}",
+                 {"pid": 19035, "app_name": HOSTILE}, id="crash-name-kept-with-trailing-space"),
+]
+
+
+@pytest.mark.parametrize(("process", "message", "expected"), HOSTILE_GOLDEN)
+def test_unifiedlog_hostile_text_in_message_is_carried_whole(
+    process: str, message: str, expected: dict[str, Any]
+) -> None:
+    event = _one(_record(process, message))
+    for name, value in expected.items():
+        assert getattr(event, name) == value, name
+
+
+def test_unifiedlog_group_values_are_not_trimmed() -> None:
+    event = _one(_record("lsd", "SecTranslocateCreateSecureDirectoryForURL: created /tmp/AppTranslocation/A/d/ x.app "))
+    assert event.path == "/tmp/AppTranslocation/A/d/ x.app "
+
+
+def test_unifiedlog_hostile_regexes_stay_linear_on_long_messages() -> None:
+    import time
+
+    messages = [
+        "GK evaluateScanResult: 0, PST: (path: x), (team: (null)), (id: " + "), (bundle_id: " * 5000 + "x",
+        "GK Xprotect results: " + "file://" * 15000,
+        "Now tracking process: [app<application." + ".1.2(3)>:" * 10000,
+        "SecTranslocateCreateSecureDirectoryForURL: created /" + "\n" * 100000,
+    ]
+    for message in messages:
+        for pattern in unifiedlog.PATTERNS.patterns:
+            if pattern.regex is not None:
+                start = time.perf_counter()
+                pattern.regex.search(message)
+                assert time.perf_counter() - start < 0.5, pattern.id
