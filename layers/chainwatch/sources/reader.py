@@ -126,12 +126,21 @@ def excerpt(raw: bytes | str) -> str:
     return text if len(text) <= _MAX_EXCERPT else text[:_MAX_EXCERPT] + "..."
 
 
+#: A folder holding a file of this name is not telemetry and is skipped by folder walks (``events/lambda/`` holds
+#: the ``sam local`` event files); its files are still read when named explicitly.
+IGNORE_MARKER = ".chainwatch-ignore"
+
+
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files to read: each file named, and data files found recursively (sorted) under each folder named."""
+    """Files to read: each file named, and data files found recursively (sorted) under each folder named, except
+    hidden ones and folders holding an :data:`IGNORE_MARKER` file."""
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
             for root, dirs, files in os.walk(path):
+                if IGNORE_MARKER in files:
+                    dirs[:] = []
+                    continue
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith(".") and name.lower().endswith(DATA_SUFFIXES):
