@@ -31,7 +31,7 @@ class Settings:
     #: SINKS_JSON: inline sink configuration (a JSON list); SINKS_PARAMETER: the SSM parameter holding it.
     sinks_json: str | None = None
     sinks_parameter: str | None = None
-    #: AWS_ENDPOINT_URL: one endpoint for every AWS client (the embedded moto server locally).
+    #: AWS_ENDPOINT_URL (or CHAINWATCH_ENDPOINT_URL): one endpoint for every AWS client (moto locally).
     endpoint_url: str | None = None
     region: str = "us-east-1"
     #: MAX_CONFLICT_RETRIES: optimistic-lock retries per host per batch.
@@ -65,7 +65,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment (``os.environ`` by default)."""
     source = os.environ if env is None else env
     region = source.get("AWS_REGION") or source.get("AWS_DEFAULT_REGION") or "us-east-1"
-    endpoint = source.get("AWS_ENDPOINT_URL") or None
+    # CHAINWATCH_ENDPOINT_URL: the same, under a name template.yaml declares (for sam local --env-vars).
+    endpoint = source.get("AWS_ENDPOINT_URL") or source.get("CHAINWATCH_ENDPOINT_URL") or None
     try:
         retries = int(source.get("MAX_CONFLICT_RETRIES", "5"))
     except ValueError as exc:

@@ -8,6 +8,7 @@ from chainwatch.sinks import (  # noqa: F401 - importing registers each sink kin
     pagerduty,
     security_hub,
     security_lake,
+    sentinel,
     servicenow,
     splunk_hec,
 )

@@ -49,6 +49,8 @@ class NormalizeStats:
     rejected: int = 0
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Rejections per reason (:attr:`Rejection.category`: the reason without its particulars).
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
 
     @property
     def event_count(self) -> int:
@@ -60,15 +62,17 @@ class NormalizeStats:
             "events": self.event_count,
             "events_by_source_and_kind": {f"{s}/{k}": n for (s, k), n in sorted(self.events.items())},
             "rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "skipped": dict(sorted(self.skipped.items())),
         }
 
     def summary(self) -> str:
         by = ", ".join(f"{s}/{k}={n}" for (s, k), n in sorted(self.events.items())) or "none"
         skipped = sum(self.skipped.values())
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.rejected_by_reason.most_common())
         return (
-            f"records read: {self.records}; events: {self.event_count} ({by}); rejected: {self.rejected}; "
-            f"skipped as unused or unsupported: {skipped}"
+            f"records read: {self.records}; events: {self.event_count} ({by}); rejected: {self.rejected}"
+            f"{f' ({reasons})' if reasons else ''}; skipped as unused or unsupported: {skipped}"
         )
 
 
@@ -102,6 +106,7 @@ class Normalizer:
     def reject(self, rejection: Rejection) -> None:
         """Count and report a rejection (also used for read errors found before mapping)."""
         self.stats.rejected += 1
+        self.stats.rejected_by_reason[rejection.category] += 1
         if self._on_reject is not None:
             self._on_reject(rejection)
 
@@ -111,7 +116,8 @@ class Normalizer:
         doc = record.data
         module = self._forced or detect_format(doc)
         if module is None:
-            self.stats.skipped["unsupported:unrecognized record"] += 1
+            # Not read is never silent: the record goes to the rejects with what it looked like.
+            self.reject(Rejection(record.ref, unrecognized_reason(doc), None, excerpt(_short_repr(doc))))
             return []
         try:
             result = module.map_record(doc, record.ref, host)
@@ -136,6 +142,15 @@ class Normalizer:
                 self.reject(item)
                 continue
             yield from self.normalize(item, host)
+
+
+def unrecognized_reason(doc: Any) -> str:
+    """Why a decoded document was not read: no telemetry format matched it (its top-level keys name it)."""
+    if not isinstance(doc, dict):
+        return f"unrecognized record: expected a JSON object, got {type(doc).__name__}"
+    keys = sorted(str(k) for k in doc)
+    shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} keys)" if len(keys) > 8 else "")
+    return f"unrecognized record: no supported telemetry format matches (top-level keys: {shown or 'none'})"
 
 
 def _short_repr(doc: Any) -> str:

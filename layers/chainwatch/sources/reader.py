@@ -9,8 +9,21 @@ Two modes, chosen per file by its first non-empty line:
   decoded object by object with :meth:`json.JSONDecoder.raw_decode`; a span that cannot be decoded is rejected up
   to the next object that starts at the beginning of a line, and decoding resumes there.
 
-Envelopes are opened here as well, so sources only ever see one event document: Elasticsearch hits
-(``_source``), search responses (``hits.hits``), JSON arrays and Jamf Protect's ``input`` wrapper.
+Envelopes are opened here as well, so sources only ever see one event document, and a record inside an envelope
+counts as one record (the envelope itself is not one):
+
+- JSON arrays (plain exports, OCSF / Security Lake exports, ``log show --style json``), opened element by element
+  in documents mode so each element keeps its own line and one broken element never takes its neighbours along;
+- Elasticsearch hits (``_index``/``_id`` with ``_source``; elasticdump writes them as NDJSON), and hits that carry
+  ``fields`` instead of ``_source`` (Kibana 8 Discover, ``"_source": false`` searches): the flattened
+  ``fields`` map is rebuilt into the nested document (see :func:`document_from_fields`);
+- ``_search`` / scroll / point-in-time responses (``hits.hits``), ``_msearch`` responses (``responses[]``), async
+  search responses (``response``), Kibana's inspector export (``rawResponse``);
+- EQL responses (``_eql/search``): ``hits.events`` and every event of every ``hits.sequences[].events``;
+- Jamf Protect's ``input`` wrapper.
+
+What cannot be opened is a :class:`Rejection` with its reason (a hit without ``_source`` or ``fields``, a response
+without hits, an ``_msearch`` item that is an error, an EQL sequence without events): nothing is dropped silently.
 
 Names, paths and arguments are attacker-controlled, and not every producer turns the bytes of a file name or an
 argv entry into valid Unicode first. orjson accepts only valid UTF-8 and paired surrogate escapes, so a line it
@@ -41,9 +54,28 @@ _MAX_EXCERPT = 160
 _MAX_DEPTH = 64
 _TRIPLE_QUOTED = re.compile(r'"""(.*?)"""', re.DOTALL)
 _NEXT_OBJECT = re.compile(r"\n[ \t]*[{\[]")
+#: Inside an opened array: the start of the next element after ``},{`` (``log show --style json`` writes that).
+_NEXT_ELEMENT = re.compile(r"[}\]][ \t\r\n]*,[ \t\r\n]*(?=[{\[])")
 _DECODER = json.JSONDecoder()
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
+#: ``[INFO] ...``, ``[eslogger] ...``: a bracketed word opens a text line, not a JSON array.
+_BRACKETED_WORD = re.compile(rb"\[[A-Za-z_][\w.-]*\]")
+#: Top-level keys that mark an envelope (the JSON-lines fast path hands every other object straight on).
+_ENVELOPE_KEYS = frozenset({"_source", "_id", "_index", "hits", "input", "rawResponse", "responses", "is_running"})
+#: Keys an Elasticsearch hit carries besides its document; a hit made only of these holds no event.
+_HIT_METADATA = frozenset({"_index", "_id", "_type", "_score", "_version", "_seq_no", "_primary_term", "_routing",
+                           "_ignored", "_shard", "_node", "_explanation", "sort", "highlight", "matched_queries",
+                           "inner_hits", "_nested", "join_keys"})
+#: ECS fields that are arrays by definition: a ``fields`` value of one element stays a one-element list for them.
+ECS_LIST_FIELDS = frozenset({
+    "event.category", "event.type", "process.args", "process.parent.args", "process.Ext.ancestry",
+    "process.parent.Ext.ancestry", "process.env_vars", "tags", "host.ip", "host.mac", "observer.ip",
+    "observer.mac", "dns.resolved_ip", "dns.answers", "file.Ext.header_bytes", "threat.enrichments",
+    "process.code_signature.Ext", "process.Ext.code_signature", "process.parent.Ext.code_signature",
+    "file.Ext.code_signature", "dll.Ext.code_signature",
+})
+_LIST_PREFIXES = ("related.",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +86,17 @@ class Rejection:
     reason: str
     format_guess: str | None = None
     excerpt: str = ""
+
+    @property
+    def category(self) -> str:
+        """The reason without its particulars (positions, values, quoted text), for counts per reason.
+
+        >>> Rejection(RawRef("f", 3), "not valid JSON: unexpected character: line 1 column 9 (char 8)").category
+        'not valid JSON'
+        >>> Rejection(RawRef("f"), "invalid timestamp '2021-13-01'").category
+        'invalid timestamp'
+        """
+        return reason_category(self.reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +116,15 @@ class Record:
 
 
 Item = Record | Rejection
+
+_QUOTED = re.compile(r"""\s*('[^']*'|"[^"]*"|`[^`]*`)""")
+
+
+def reason_category(reason: str) -> str:
+    """A rejection reason without its particulars: the text before the first ``": "``, quoted parts removed."""
+    head = reason.split(": ", 1)[0]
+    head = _QUOTED.sub("", head).strip(" ,;")
+    return head or reason.strip() or "no reason given"
 
 
 def excerpt(raw: bytes | str) -> str:
@@ -122,12 +174,21 @@ def _loads_line(raw: bytes) -> tuple[Any, str | None]:
         return None, reason
 
 
+#: A folder holding a file of this name is not telemetry and is skipped by folder walks (``events/lambda/`` holds
+#: the ``sam local`` event files); its files are still read when named explicitly.
+IGNORE_MARKER = ".chainwatch-ignore"
+
+
 def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files to read: each file named, and data files found recursively (sorted) under each folder named."""
+    """Files to read: each file named, and data files found recursively (sorted) under each folder named, except
+    hidden ones and folders holding an :data:`IGNORE_MARKER` file."""
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
             for root, dirs, files in os.walk(path):
+                if IGNORE_MARKER in files:
+                    dirs[:] = []
+                    continue
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith(".") and name.lower().endswith(DATA_SUFFIXES):
@@ -174,7 +235,7 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
         stripped = raw.strip()
         if not stripped:
             continue
-        if stripped[:1] in (b"{", b"["):
+        if stripped[:1] == b"{" or (stripped[:1] == b"[" and not _BRACKETED_WORD.match(stripped)):
             break
         # A text line before the data (``log stream`` prints "Filtering the log data using ..." first): set it
         # aside and keep looking for the first record, so the file stays on the fast JSON-lines path.
@@ -199,42 +260,49 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
             if reason is not None:
                 yield Rejection(RawRef(origin, line_no), reason, excerpt=excerpt(raw))
                 continue
-        if type(data) is dict and "_source" not in data and "input" not in data and "hits" not in data:
+        if type(data) is dict and _ENVELOPE_KEYS.isdisjoint(data):
             yield Record(data, RawRef(origin, line_no))
         else:
             yield from _expand(data, RawRef(origin, line_no))
 
 
 def _read_documents(blob: bytes, origin: str, first_line: int) -> Iterator[Item]:
-    """Decode concatenated / pretty-printed / Kibana-console / brace-wrapped JSON documents."""
+    """Decode concatenated / pretty-printed / Kibana-console / brace-wrapped JSON documents and JSON arrays.
+
+    An array (``[`` followed by ``{``, ``[`` or ``]``) or an extra pair of braces (``{`` followed by ``{``) is
+    opened, and its elements are decoded one at a time: each keeps its own line, and a broken element is rejected
+    up to the start of the next one (``},{`` or an object at the start of a line) without losing the others.
+    """
     text = blob.decode("utf-8", "replace")
     if '"""' in text:
         text = _TRIPLE_QUOTED.sub(lambda m: json.dumps(m.group(1)), text)
     # json decodes a lone surrogate escape into a string orjson cannot write back: scrub only when one may occur.
     scrub = "\\u" in text
-    pos, end, wrappers = 0, len(text), 0
+    pos, end = 0, len(text)
+    closers: list[str] = []
+    lines = _LineCounter(text, first_line)
     while pos < end:
         char = text[pos]
         if char in " \t\r\n,":
             pos += 1
             continue
-        line = first_line + text.count("\n", 0, pos)
-        if char == "}" and wrappers:
-            wrappers -= 1
+        if closers and char == closers[-1]:
+            closers.pop()
             pos += 1
             continue
-        if char == "{" and _starts_wrapper(text, pos):
-            # "{ {...}, {...} }": an extra pair of braces around several objects (seen in public datasets).
-            wrappers += 1
+        following = _next_char(text, pos)
+        if (char == "{" and following == "{") or (char == "[" and following in ("{", "[", "]")):
+            # "{ {...}, {...} }" (an extra pair of braces, seen in public datasets) or "[ {...}, {...} ]".
+            closers.append("}" if char == "{" else "]")
             pos += 1
             continue
+        line = lines.at(pos)
         try:
             data, stop = _DECODER.raw_decode(text, pos)
             if scrub:
                 data = _scrub(data)
         except (json.JSONDecodeError, RecursionError) as exc:
-            skip = _NEXT_OBJECT.search(text, pos + 1)
-            stop = skip.start() + 1 if skip else end
+            stop = _resync(text, pos, inside=bool(closers))
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
             yield Rejection(RawRef(origin, line), f"not valid JSON: {reason}", excerpt=excerpt(text[pos:stop]))
             pos = stop
@@ -243,15 +311,78 @@ def _read_documents(blob: bytes, origin: str, first_line: int) -> Iterator[Item]
         pos = stop
 
 
-def _starts_wrapper(text: str, pos: int) -> bool:
+class _LineCounter:
+    """Line numbers of increasing positions in a text, counted incrementally (linear, not quadratic)."""
+
+    def __init__(self, text: str, first_line: int) -> None:
+        self._text, self._pos, self._line = text, 0, first_line
+
+    def at(self, pos: int) -> int:
+        self._line += self._text.count("\n", self._pos, pos)
+        self._pos = pos
+        return self._line
+
+
+def _next_char(text: str, pos: int) -> str:
     nxt = pos + 1
     while nxt < len(text) and text[nxt] in " \t\r\n":
         nxt += 1
-    return nxt < len(text) and text[nxt] == "{"
+    return text[nxt] if nxt < len(text) else ""
+
+
+def _resync(text: str, pos: int, *, inside: bool) -> int:
+    """Where decoding resumes after a span that cannot be decoded: the next object at the start of a line, or
+    (inside an opened array) the next ``},{`` element boundary, whichever comes first."""
+    candidates = []
+    at_line = _NEXT_OBJECT.search(text, pos + 1)
+    if at_line:
+        candidates.append(at_line.start() + 1)
+    if inside:
+        element = _NEXT_ELEMENT.search(text, pos + 1)
+        if element:
+            candidates.append(element.end())
+    return min(candidates) if candidates else len(text)
+
+
+def document_from_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The nested document of an Elasticsearch hit's ``fields`` map.
+
+    ``fields`` holds every value as an array under its dotted name (``{"process.pid": [1377]}``). Single values
+    are unwrapped, except for fields ECS defines as arrays (:data:`ECS_LIST_FIELDS`, ``related.*``), and dotted
+    names become nested objects. A multi-field (``process.name.text`` beside ``process.name``) repeats its parent's
+    value and is dropped; ``nested`` fields (arrays of objects) are rebuilt the same way, element by element.
+
+    >>> document_from_fields({"process.pid": [7], "process.name": ["sh"], "process.name.text": ["sh"],
+    ...                       "event.category": ["process"], "process.args": ["sh", "-c"]})
+    {'process': {'pid': 7, 'name': 'sh', 'args': ['sh', '-c']}, 'event': {'category': ['process']}}
+    """
+    out: dict[str, Any] = {}
+    # Shorter names first, so a keyword is placed before its multi-fields and wins over them.
+    for key in sorted(fields, key=lambda k: k.count(".")):
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break  # a multi-field of a value already placed
+            node = child
+        else:
+            if parts[-1] not in node:
+                node[parts[-1]] = _field_value(key, fields[key])
+    return out
+
+
+def _field_value(key: str, value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    items = [document_from_fields(v) if isinstance(v, dict) else v for v in value]
+    if len(items) == 1 and key not in ECS_LIST_FIELDS and not key.startswith(_LIST_PREFIXES):
+        return items[0]
+    return items
 
 
 def _expand(data: Any, ref: RawRef, depth: int = 0) -> Iterator[Item]:
-    """Open envelopes until one event document remains."""
+    """Open envelopes until one event document remains (see the module docstring for the shapes)."""
     if depth > _MAX_DEPTH:
         yield Rejection(ref, "envelopes nested too deep")
         return
@@ -262,16 +393,93 @@ def _expand(data: Any, ref: RawRef, depth: int = 0) -> Iterator[Item]:
     if not isinstance(data, dict):
         yield Rejection(ref, f"expected a JSON object, got {type(data).__name__}", excerpt=excerpt(str(data)))
         return
-    source = data.get("_source")
-    if isinstance(source, dict) and ("_index" in data or "_id" in data):
-        yield Record(source, ref)
-        return
+    if "_index" in data or "_id" in data:
+        hit = _open_hit(data, ref)
+        if hit is not None:
+            yield hit
+            return
     hits = data.get("hits")
-    if isinstance(hits, dict) and isinstance(hits.get("hits"), list):
-        yield from _expand(hits["hits"], ref, depth + 1)
+    if isinstance(hits, dict):
+        yield from _open_hits(hits, data, ref, depth)
+        return
+    for key in ("rawResponse", "response"):
+        inner = data.get(key)
+        # Kibana's inspector ({"rawResponse": {...}}) and async search ({"id", "is_running", "response": {...}}).
+        if isinstance(inner, dict) and isinstance(inner.get("hits"), dict) and (key == "rawResponse"
+                                                                                 or "is_running" in data):
+            yield from _expand(inner, ref, depth + 1)
+            return
+    responses = data.get("responses")
+    if isinstance(responses, list) and all(isinstance(r, dict) and ("hits" in r or "error" in r)
+                                           for r in responses):
+        for response in responses:  # _msearch
+            if "hits" in response:
+                yield from _expand(response, ref, depth + 1)
+            else:
+                yield Rejection(ref, f"search response item is an error: {_error_text(response.get('error'))}",
+                                excerpt=excerpt(_compact(response)))
         return
     inner = data.get("input")
     if isinstance(inner, dict) and ("caid" in data or "certid" in data):
         yield Record(inner, ref)
         return
     yield Record(data, ref)
+
+
+def _open_hit(data: dict[str, Any], ref: RawRef) -> Item | None:
+    """The document of an Elasticsearch hit, a rejection for a hit without one, or ``None`` if ``data`` is not
+    a hit (an event document that merely has an ``_id`` key)."""
+    source = data.get("_source")
+    if isinstance(source, dict) and source:
+        return Record(source, ref)
+    fields = data.get("fields")
+    if isinstance(fields, dict) and fields:
+        try:
+            return Record(document_from_fields(fields), ref)
+        except RecursionError:
+            return Rejection(ref, "Elasticsearch hit: fields nested too deep", excerpt=excerpt(_compact(data)))
+    if "_source" in data:
+        reason = "Elasticsearch hit with an empty or non-object _source"
+    elif "fields" in data:
+        reason = "Elasticsearch hit with an empty or non-object fields map"
+    elif _HIT_METADATA.issuperset(data):
+        reason = "Elasticsearch hit without _source or fields (the search left the document out)"
+    else:
+        return None
+    return Rejection(ref, reason, excerpt=excerpt(_compact(data)))
+
+
+def _open_hits(hits: dict[str, Any], response: dict[str, Any], ref: RawRef, depth: int) -> Iterator[Item]:
+    """The events of a search response's ``hits``: ``hits.hits`` (_search), ``hits.events`` and
+    ``hits.sequences[].events`` (EQL)."""
+    found = False
+    for key in ("hits", "events"):
+        if isinstance(hits.get(key), list):
+            found = True
+            yield from _expand(hits[key], ref, depth + 1)
+    sequences = hits.get("sequences")
+    if isinstance(sequences, list):
+        found = True
+        for number, sequence in enumerate(sequences):
+            events = sequence.get("events") if isinstance(sequence, dict) else None
+            if isinstance(events, list):
+                yield from _expand(events, ref, depth + 1)
+            else:
+                yield Rejection(ref, f"EQL sequence without an events list: sequence {number}",
+                                excerpt=excerpt(_compact(sequence)))
+    if not found:
+        yield Rejection(ref, "search response without hits.hits, hits.events or hits.sequences",
+                        excerpt=excerpt(_compact(response)))
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('type', 'error')}: {error.get('reason', '')}".strip(": ")
+    return str(error)[:200]
+
+
+def _compact(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)[:400]
+    except (TypeError, ValueError, RecursionError):
+        return "<unprintable>"

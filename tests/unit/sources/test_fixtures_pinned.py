@@ -135,3 +135,31 @@ def test_fixtures_pinned_cli_normalize_folder_summary_matches_and_rejects_file_e
     assert len(lines) == totals.total()
     assert Counter((d["source"], d["kind"]) for d in map(orjson.loads, lines)) == totals
     assert rejects.is_file() and rejects.read_bytes() == b""
+
+
+@pytest.mark.parametrize("relative", sorted(p for p in PINNED if p.startswith(ELASTIC)))
+def test_fixtures_pinned_elastic_file_records_equal_its_source_documents(shared_fixtures: Path,
+                                                                         relative: str) -> None:
+    # An oracle independent of the reader: every "_source" key in the raw text is one event document, so the
+    # records read must match it exactly (an envelope counted as a record, or an event left in one, fails here).
+    raw = (shared_fixtures / relative).read_text(encoding="utf-8")
+    normalizer, _ = _read_accounted(shared_fixtures / relative)
+    assert normalizer.stats.records == raw.count('"_source"') == PINNED[relative].records
+    assert normalizer.stats.rejected_by_reason == Counter()
+
+
+def test_fixtures_pinned_cli_normalize_folder_has_no_unexplained_drop(shared_fixtures: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # Every record is an event producer, a labelled skip, or a line in --rejects: the three add up to the total.
+    rejects = tmp_path / "rejects.jsonl"
+    assert main(["normalize", str(shared_fixtures), "--rejects", str(rejects)]) == 0
+    err = capsys.readouterr().err
+    producing = skipped = 0
+    for relative in PINNED:
+        _, outcome = _read_accounted(shared_fixtures / relative)
+        producing += outcome.producing
+        skipped += outcome.skipped
+    rejected = len(rejects.read_bytes().splitlines())
+    records = sum(p.records for p in PINNED.values())
+    assert producing + skipped + rejected == records
+    assert f"records read: {records};" in err and f"rejected: {rejected};" in err

@@ -1,0 +1,145 @@
+"""The ``sam local invoke`` event files (``events/lambda/``) through the real handlers (``functions/*/app.py``)
+under moto, the generator's drift check, and the folder walks that must not read them as telemetry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pipeline_support import drain_queue, scan
+
+from chainwatch.app.local import LambdaContext, load_handler, telemetry_records
+from chainwatch.sources.reader import iter_files
+
+ROOT = Path(__file__).resolve().parents[3]
+LAMBDA = ROOT / "events" / "lambda"
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_lambda_events  # noqa: E402 - a script, imported by path
+
+
+def _event(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((LAMBDA / name).read_text())
+    return loaded
+
+
+@pytest.fixture
+def handler_env(aws_names: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The environment ``template.yaml`` gives both functions (names from the moto resources), a file sink."""
+    out = tmp_path / "findings.jsonl"
+    for key, value in {
+        "STATE_TABLE": aws_names["ChainStateTable"], "FINDINGS_TABLE": aws_names["FindingsTable"],
+        "DELIVERIES_TABLE": aws_names["DeliveriesTable"], "QUARANTINE_QUEUE_URL": aws_names["QuarantineQueue"],
+        "DEAD_LETTER_QUEUE_URL": aws_names["DispatchDeadLetterQueue"],
+        "SINKS_JSON": json.dumps([{"kind": "file", "name": "file", "path": str(out)}]),
+        "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "chainwatch", "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return out
+
+
+def test_lambda_events_files_match_the_telemetry_generator_check_passes() -> None:
+    assert make_lambda_events.main(["--check"]) == 0
+
+
+def test_lambda_events_check_detects_a_drifted_file(tmp_path: Path) -> None:
+    for path in LAMBDA.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    assert make_lambda_events.main(["--check", "--out-dir", str(tmp_path)]) == 0
+    drifted = tmp_path / "correlate-kinesis.json"
+    event = json.loads(drifted.read_text())
+    event["Records"].pop()
+    drifted.write_text(json.dumps(event))
+    assert make_lambda_events.main(["--check", "--out-dir", str(tmp_path)]) == 1
+
+
+def test_lambda_events_kinesis_batch_is_the_stream_shape_with_hosts_and_one_poison_record() -> None:
+    records = _event("correlate-kinesis.json")["Records"]
+    telemetry = list(telemetry_records([ROOT / "events"]))
+    assert len(records) == len(telemetry) + 1
+    sequences = [int(r["kinesis"]["sequenceNumber"]) for r in records]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    assert all(len(str(s)) == 56 for s in sequences)
+    assert {r["kinesis"]["partitionKey"] for r in records} == {"mac-01", "mac-02"}
+    assert all(r["eventSource"] == "aws:kinesis" and r["eventID"].endswith(r["kinesis"]["sequenceNumber"])
+               for r in records)
+    payloads = [base64.b64decode(r["kinesis"]["data"]) for r in records]
+    broken = []
+    for payload in payloads:
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            broken.append(payload)
+    assert len(broken) == 1
+
+
+def test_lambda_events_correlate_handler_quarantines_the_poison_and_writes_the_outbox(
+        handler_env: Path, aws_names: dict[str, str]) -> None:
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1")
+    correlate = load_handler("correlate", ROOT)
+
+    response = correlate.lambda_handler(_event("correlate-kinesis.json"), LambdaContext("chainwatch-correlate"))
+
+    assert response == {"batchItemFailures": []}
+    [poison] = drain_queue(session, aws_names["QuarantineQueue"])
+    assert poison["reason"].startswith("not valid JSON") and poison["partition_key"] == "mac-01"
+    outbox = _event("dispatch-outbox.json")["Records"]
+    expected = {r["dynamodb"]["NewImage"]["finding_id"]["S"]: r["dynamodb"]["NewImage"] for r in outbox}
+    written = {str(i["finding_id"]): i for i in scan(session, aws_names["FindingsTable"])}
+    assert set(written) == set(expected) and len(expected) == 2
+    for finding_id, image in expected.items():
+        # The outbox event file holds what correlate writes (the processing time aside).
+        stored = orjson.loads(str(written[finding_id]["document"]))
+        generated = orjson.loads(image["document"]["S"])
+        stored["metadata"].pop("processed_time")
+        generated["metadata"].pop("processed_time")
+        assert stored == generated
+        assert written[finding_id]["digest"] == image["digest"]["S"]
+        assert int(written[finding_id]["revision"]) == int(image["revision"]["N"])
+
+
+def test_lambda_events_dispatch_handler_delivers_every_outbox_finding(handler_env: Path) -> None:
+    dispatch = load_handler("dispatch", ROOT)
+    event = _event("dispatch-outbox.json")
+
+    response = dispatch.lambda_handler(event, LambdaContext("chainwatch-dispatch"))
+
+    assert response == {"batchItemFailures": []}
+    delivered = [orjson.loads(line) for line in handler_env.read_bytes().splitlines()]
+    assert sorted(d["finding_id"] for d in delivered) == sorted(
+        r["dynamodb"]["NewImage"]["finding_id"]["S"] for r in event["Records"])
+    assert all(d["finding"]["class_uid"] == 2004 for d in delivered)
+
+
+def test_lambda_events_folder_walk_skips_the_event_files_but_reads_them_when_named() -> None:
+    walked = list(iter_files([ROOT / "events"]))
+    assert walked and not any(LAMBDA in path.parents for path in walked)
+    assert list(iter_files([LAMBDA / "correlate-kinesis.json"])) == [LAMBDA / "correlate-kinesis.json"]
+
+
+@pytest.mark.skipif(shutil.which("sam") is None, reason="the AWS SAM CLI (sam) is not on PATH")
+def test_lambda_events_sam_validate_lint_passes() -> None:
+    result = subprocess.run(["sam", "validate", "--lint", "--template", str(ROOT / "template.yaml")],
+                            cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
+                            env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ["PATH"],
+                                 "SAM_CLI_TELEMETRY": "0", "HOME": str(ROOT)})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_lambda_events_settings_endpoint_from_the_declared_template_variable() -> None:
+    from chainwatch.app.settings import from_env
+
+    base = {"STATE_TABLE": "s", "FINDINGS_TABLE": "f", "DELIVERIES_TABLE": "d"}
+    assert from_env({**base, "CHAINWATCH_ENDPOINT_URL": "http://host.docker.internal:5000"}).endpoint_url == \
+        "http://host.docker.internal:5000"
+    assert from_env({**base, "CHAINWATCH_ENDPOINT_URL": ""}).endpoint_url is None  # as deployed
