@@ -19,9 +19,9 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import eql_peer  # noqa: E402
+import eql_peer
 
-from scripts.score_corpus import CORPUS, score_corpus  # noqa: E402
+from scripts.score_corpus import CORPUS, score_corpus
 
 MAPPERS = {"eslogger.jsonl": eql_peer.convert_eslogger, "elastic-network.ndjson": eql_peer.convert_ecs,
            "unifiedlog.ndjson": eql_peer.convert_unified}
