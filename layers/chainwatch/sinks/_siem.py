@@ -15,17 +15,28 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import requests
 
-from chainwatch.errors import ConfigError, PermanentError, TransientError
+from chainwatch.errors import ChainwatchError, ConfigError, PermanentError, TransientError
 from chainwatch.findings.render import neutralize_formula
 from chainwatch.findings.story import safe
-from chainwatch.sinks.base import MAX_RESPONSE_TEXT, DeliveryResult, SinkContext, retry_after_seconds
+from chainwatch.sinks.base import (
+    MAX_RESPONSE_TEXT,
+    Delivery,
+    DeliveryResult,
+    Outcome,
+    Sink,
+    SinkContext,
+    retry_after_seconds,
+)
+
+log = logging.getLogger(__name__)
 
 _REDACTED = "[redacted]"
 
@@ -370,3 +381,66 @@ class FindingView:
     def strings(self, key: str) -> list[str]:
         """The string entries of the list ``unmapped.chainwatch.<key>`` (``quarantine``, ``reasons``...)."""
         return [e for e in _list(self.chainwatch.get(key)) if isinstance(e, str)]
+
+
+# -- the revision ledger (SIEMs without server-side dedupe) ----------------------------------------------------
+
+LEDGER_PREFIX = "delivered:r"
+
+
+def already_delivered(sink: Sink, delivery: Delivery, where: str) -> DeliveryResult | None:
+    """A result for a revision ``sink`` already delivered (or that a later delivered revision supersedes).
+
+    The sink's entry in the ticket map holds ``delivered:r<revision>``. With no answer from the ledger the revision
+    is delivered again: a possible duplicate beats a possible loss.
+    """
+    try:
+        stored = sink.context.ticket_map.get(delivery.finding_id, sink.name)
+    except ChainwatchError as exc:
+        log.warning("%s %s: dedupe ledger unavailable: %s", sink.kind, sink.name, exc)
+        return None
+    if not stored or not stored.startswith(LEDGER_PREFIX) or not stored[len(LEDGER_PREFIX):].isdigit():
+        return None
+    delivered = int(stored[len(LEDGER_PREFIX):])
+    if delivered == delivery.revision:
+        return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.DELIVERED,
+                              f"revision {delivered} already delivered to {where}")
+    if delivered > delivery.revision:
+        return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.SKIPPED,
+                              f"superseded by revision {delivered}, already delivered to {where}")
+    return None
+
+
+def remember_delivered(sink: Sink, delivery: Delivery) -> None:
+    """Record the revision ``sink`` delivered (unless its ``dedupe`` option is off); a failure is only logged: the
+    event is already at the vendor, and only a later repeat could duplicate it."""
+    if not sink.option("dedupe", True):
+        return
+    try:
+        sink.context.ticket_map.set(delivery.finding_id, sink.name, f"{LEDGER_PREFIX}{delivery.revision}")
+    except ChainwatchError as exc:
+        log.warning("%s %s: could not record delivery of %s: %s", sink.kind, sink.name, delivery.finding_id, exc)
+
+
+class _Sized(Protocol):
+    payload: bytes
+
+
+SizedT = TypeVar("SizedT", bound=_Sized)
+
+
+def chunks_by_bytes(items: list[SizedT], max_bytes: int, *, overhead: int = 0) -> list[list[SizedT]]:
+    """Split ``items`` into requests of at most ``max_bytes`` (one separator byte per item plus ``overhead`` per
+    request, e.g. 2 for the brackets of a JSON array); an item larger than that goes alone."""
+    chunks: list[list[SizedT]] = []
+    current: list[SizedT] = []
+    size = overhead
+    for item in items:
+        if current and size + len(item.payload) + 1 > max_bytes:
+            chunks.append(current)
+            current, size = [], overhead
+        current.append(item)
+        size += len(item.payload) + 1
+    if current:
+        chunks.append(current)
+    return chunks

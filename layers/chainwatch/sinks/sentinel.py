@@ -68,15 +68,17 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from chainwatch.errors import ChainwatchError, ConfigError, TransientError
+from chainwatch.errors import ConfigError, TransientError
 from chainwatch.sinks._siem import (
     FindingView,
     HttpPermanentError,
     Scrubber,
+    already_delivered,
     as_dict,
     as_int,
     bounded,
     bounded_body,
+    chunks_by_bytes,
     error_response,
     header_safe,
     http_error,
@@ -85,6 +87,7 @@ from chainwatch.sinks._siem import (
     multiline,
     out_of_time,
     post,
+    remember_delivered,
     scrub_result,
     secret_field,
     text,
@@ -101,7 +104,6 @@ API_MAX_BATCH_BYTES = 1_048_576
 DEFAULT_MAX_ROW_BYTES = 60_000
 #: A cached token is renewed this long before Entra says it expires.
 TOKEN_MARGIN_S = 300.0
-_LEDGER_PREFIX = "delivered:r"
 #: Rendering tiers (story chars, string chars, list items), tried in order until a row fits ``max_row_bytes``.
 _TIERS = ((8000, 2048, 50), (2000, 256, 10), (0, 120, 3))
 
@@ -430,43 +432,11 @@ class SentinelSink(Sink):
     # -- the dedupe ledger -------------------------------------------------------------------------------------
 
     def _already_delivered(self, delivery: Delivery) -> DeliveryResult | None:
-        try:
-            stored = self.context.ticket_map.get(delivery.finding_id, self.name)
-        except ChainwatchError as exc:  # no ledger answer: deliver (a possible duplicate beats a possible loss)
-            log.warning("sentinel %s: dedupe ledger unavailable: %s", self.name, exc)
-            return None
-        if not stored or not stored.startswith(_LEDGER_PREFIX) or not stored[len(_LEDGER_PREFIX):].isdigit():
-            return None
-        delivered = int(stored[len(_LEDGER_PREFIX):])
-        if delivered == delivery.revision:
-            return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.DELIVERED,
-                                  f"revision {delivered} already delivered to Sentinel")
-        if delivered > delivery.revision:
-            return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.SKIPPED,
-                                  f"superseded by revision {delivered}, already delivered to Sentinel")
-        return None
+        return already_delivered(self, delivery, "Sentinel")
 
     def _remember(self, delivery: Delivery) -> None:
-        if not self.option("dedupe", True):
-            return
-        try:
-            self.context.ticket_map.set(delivery.finding_id, self.name, f"{_LEDGER_PREFIX}{delivery.revision}")
-        except ChainwatchError as exc:
-            log.warning("sentinel %s: could not record delivery of %s: %s", self.name, delivery.finding_id, exc)
+        remember_delivered(self, delivery)
 
 
 def _chunks(pending: list[_Pending], max_bytes: int) -> list[list[_Pending]]:
-    """Split rows into arrays of at most ``max_bytes`` (brackets and commas counted)."""
-    chunks: list[list[_Pending]] = []
-    current: list[_Pending] = []
-    size = 2
-    for item in pending:
-        if current and size + len(item.payload) + 1 > max_bytes:
-            chunks.append(current)
-            current, size = [], 2
-        current.append(item)
-        size += len(item.payload) + 1
-    if current:
-        chunks.append(current)
-    return chunks
-
+    return chunks_by_bytes(pending, max_bytes, overhead=2)

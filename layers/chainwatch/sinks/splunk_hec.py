@@ -53,15 +53,17 @@ from typing import Any
 
 import orjson
 
-from chainwatch.errors import ChainwatchError, ConfigError, TransientError
+from chainwatch.errors import ConfigError, TransientError
 from chainwatch.sinks._siem import (
     FindingView,
     HttpPermanentError,
     Scrubber,
+    already_delivered,
     as_dict,
     as_int,
     bounded,
     bounded_body,
+    chunks_by_bytes,
     error_response,
     header_safe,
     http_error,
@@ -70,6 +72,7 @@ from chainwatch.sinks._siem import (
     multiline,
     out_of_time,
     post,
+    remember_delivered,
     scrub_result,
     secret_field,
     text,
@@ -85,7 +88,6 @@ DEFAULT_MAX_EVENT_BYTES = 9000
 DEFAULT_MAX_BATCH_BYTES = 900_000
 #: HEC codes whose 400 names one bad event of a batch (``invalid-event-number``), as opposed to the whole request.
 _PER_EVENT_CODES = frozenset({6, 12, 13, 15})
-_LEDGER_PREFIX = "delivered:r"
 
 #: Rendering tiers, tried in order until the event fits ``max_event_bytes``: (story chars, string chars, list
 #: items). The first keeps the whole story of a normal finding; the last keeps only what identifies it.
@@ -351,30 +353,10 @@ class SplunkHecSink(Sink):
     # -- the dedupe ledger -------------------------------------------------------------------------------------
 
     def _already_delivered(self, delivery: Delivery) -> DeliveryResult | None:
-        """A result for a revision this sink already delivered (or that a later delivered revision supersedes)."""
-        try:
-            stored = self.context.ticket_map.get(delivery.finding_id, self.name)
-        except ChainwatchError as exc:  # no ledger answer: deliver (a possible duplicate beats a possible loss)
-            log.warning("splunk_hec %s: dedupe ledger unavailable: %s", self.name, exc)
-            return None
-        if not stored or not stored.startswith(_LEDGER_PREFIX) or not stored[len(_LEDGER_PREFIX):].isdigit():
-            return None
-        delivered = int(stored[len(_LEDGER_PREFIX):])
-        if delivered == delivery.revision:
-            return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.DELIVERED,
-                                  f"revision {delivered} already delivered to HEC")
-        if delivered > delivery.revision:
-            return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.SKIPPED,
-                                  f"superseded by revision {delivered}, already delivered to HEC")
-        return None
+        return already_delivered(self, delivery, "HEC")
 
     def _remember(self, delivery: Delivery) -> None:
-        if not self.option("dedupe", True):
-            return
-        try:
-            self.context.ticket_map.set(delivery.finding_id, self.name, f"{_LEDGER_PREFIX}{delivery.revision}")
-        except ChainwatchError as exc:  # the event is in Splunk; only a later repeat could duplicate it
-            log.warning("splunk_hec %s: could not record delivery of %s: %s", self.name, delivery.finding_id, exc)
+        remember_delivered(self, delivery)
 
 
 @dataclass(frozen=True)
@@ -387,16 +369,4 @@ class _Answer:
 
 
 def _chunks(pending: list[_Pending], max_bytes: int) -> list[list[_Pending]]:
-    """Split into requests of at most ``max_bytes`` (an event larger than that goes alone)."""
-    chunks: list[list[_Pending]] = []
-    current: list[_Pending] = []
-    size = 0
-    for item in pending:
-        if current and size + len(item.payload) + 1 > max_bytes:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += len(item.payload) + 1
-    if current:
-        chunks.append(current)
-    return chunks
+    return chunks_by_bytes(pending, max_bytes, overhead=0)
