@@ -136,7 +136,7 @@ def worker_chainwatch(fleet: Path, marks: int = 0) -> dict[str, Any]:
     ingest = engine.ingest
     began = time.perf_counter()
     for host, path in files:
-        for event in normalizer.run(read_path(path), host):
+        for event in normalizer.run(read_path(path, normalizer.gate), host):
             ingest(event)
         if marks and normalizer.stats.records >= total_records * next_mark / marks:
             samples.append(_state_sample(engine, store, normalizer.stats.records, total_records, began))

@@ -54,7 +54,7 @@ def iter_events(
     for path in iter_files(paths):
         if on_file is not None:
             on_file(path)
-        yield from normalizer.run(read_path(path), fallback_host(path, host))
+        yield from normalizer.run(read_path(path, normalizer.gate), fallback_host(path, host))
 
 
 def _rejects_writer(stack: ExitStack, target: str | None) -> Callable[[Rejection], None] | None:

@@ -30,8 +30,9 @@ from chainwatch.findings.ocsf import to_ocsf
 from chainwatch.policy import Policy
 from chainwatch.readiness.canary import is_canary_host
 from chainwatch.readiness.coverage import CoverageBuffer
-from chainwatch.sources import Normalizer
+from chainwatch.sources import Normalizer, relevance_gate
 from chainwatch.sources.reader import Record, Rejection, excerpt, read_bytes
+from chainwatch.sources.relevance import Gated
 from chainwatch.state.dynamodb import DynamoStateStore, OutboxRecord
 
 _FORMATS = {f.value for f in SourceFormat}
@@ -97,7 +98,7 @@ class BatchReport:
         return {"batchItemFailures": [{"itemIdentifier": s} for s in self.failed_sequence_numbers]}
 
 
-def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str, SourceFormat | None]:
+def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection | Gated], str, SourceFormat | None]:
     """Items of one record, its host and a forced format.
 
     A record is either raw telemetry (one or more JSON lines; host = partition key) or an envelope
@@ -125,7 +126,7 @@ def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str
             if isinstance(event, dict):
                 return [Record(event, _ref(origin, record))], doc["host"] or record.partition_key, forced
             return [Rejection(_ref(origin, record), "envelope 'event' is not an object")], doc["host"], forced
-    items = [_relocate(item, origin, record) for item in read_bytes(data, origin)]
+    items = [_relocate(item, origin, record) for item in read_bytes(data, origin, relevance_gate())]
     return items, record.partition_key, None
 
 
@@ -159,9 +160,12 @@ def _ref(origin: str, record: KinesisRecord) -> Any:
     return RawRef(origin, None, record.sequence_number)
 
 
-def _relocate(item: Record | Rejection, origin: str, record: KinesisRecord) -> Record | Rejection:
+def _relocate(item: Record | Rejection | Gated, origin: str, record: KinesisRecord) -> Record | Rejection | Gated:
     """Point a decoded item at its stream position (sequence number, and the line within a multi-line record)."""
     from chainwatch.events import RawRef
+
+    if isinstance(item, Gated):
+        return item  # never decoded: it has no position to keep
 
     line = item.ref.line
     sequence = record.sequence_number if not line or line == 1 else f"{record.sequence_number}.{line}"

@@ -27,6 +27,7 @@ from chainwatch.errors import RecordError
 from chainwatch.events import AnyEvent, SourceFormat
 from chainwatch.sources import ecs, eslogger, jamf_protect, ocsf, unifiedlog
 from chainwatch.sources.reader import Record, Rejection, excerpt
+from chainwatch.sources.relevance import Gated, RelevanceGate
 
 #: Detection order: the cheapest and most specific checks first.
 SOURCES: tuple[ModuleType, ...] = (eslogger, unifiedlog, ecs, ocsf, jamf_protect)
@@ -51,6 +52,8 @@ class NormalizeStats:
     skipped: Counter[str] = field(default_factory=Counter)
     #: Rejections per reason (:attr:`Rejection.category`: the reason without its particulars).
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    #: Of the skipped, those the relevance gate set aside from their raw bytes, never decoded (label -> count).
+    gated: Counter[str] = field(default_factory=Counter)
 
     @property
     def event_count(self) -> int:
@@ -64,6 +67,7 @@ class NormalizeStats:
             "rejected": self.rejected,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "skipped_undecoded": dict(sorted(self.gated.items())),
         }
 
     def summary(self) -> str:
@@ -98,10 +102,13 @@ class Normalizer:
         *,
         forced_format: SourceFormat | None = None,
         on_reject: Callable[[Rejection], None] | None = None,
+        gate: bool = True,
     ) -> None:
         self._forced = BY_FORMAT[forced_format] if forced_format else None
         self._on_reject = on_reject
         self.stats = NormalizeStats()
+        #: What the reader should consult before decoding a line (``None``: decode everything).
+        self.gate: RelevanceGate | None = relevance_gate(forced_format) if gate else None
 
     def reject(self, rejection: Rejection) -> None:
         """Count and report a rejection (also used for read errors found before mapping)."""
@@ -134,14 +141,32 @@ class Normalizer:
             events[(event.source.value, event.kind.value)] += 1
         return mapped
 
-    def run(self, items: Iterable[Record | Rejection], host: str) -> Iterator[AnyEvent]:
-        """Normalize a stream of reader items, reporting rejections as they come."""
+    def run(self, items: Iterable[Record | Rejection | Gated], host: str) -> Iterator[AnyEvent]:
+        """Normalize a stream of reader items, reporting rejections and counting gated records as they come."""
+        stats = self.stats
         for item in items:
+            if type(item) is Gated:
+                stats.records += 1
+                stats.skipped[item.label] += 1
+                stats.gated[item.label] += 1
+                continue
             if isinstance(item, Rejection):
-                self.stats.records += 1
+                stats.records += 1
                 self.reject(item)
                 continue
-            yield from self.normalize(item, host)
+            yield from self.normalize(item, host)  # type: ignore[arg-type]
+
+
+_GATES: dict[SourceFormat | None, RelevanceGate | None] = {}
+
+
+def relevance_gate(forced_format: SourceFormat | None = None) -> RelevanceGate | None:
+    """The relevance gate for records read as ``forced_format`` (or detected per record), built once per format;
+    ``None`` when no gate applies to that format."""
+    if forced_format not in _GATES:
+        gate = RelevanceGate(forced_format)
+        _GATES[forced_format] = gate if gate.active else None
+    return _GATES[forced_format]
 
 
 def unrecognized_reason(doc: Any) -> str:

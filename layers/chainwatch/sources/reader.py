@@ -39,7 +39,7 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 
 from chainwatch.events import RawRef
+from chainwatch.sources.relevance import Gated
 
 #: File name endings read when walking a folder (files named explicitly are always read).
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".log", ".gz", ".ocsf")
@@ -115,7 +116,9 @@ class Record:
     ref: RawRef
 
 
-Item = Record | Rejection
+Item = Record | Rejection | Gated
+#: Asked about a raw line before it is decoded: a label for a line that cannot matter, else ``None``.
+LineGate = Callable[[bytes], Gated | None]
 
 _QUOTED = re.compile(r"""\s*('[^']*'|"[^"]*"|`[^`]*`)""")
 
@@ -197,8 +200,11 @@ def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield path
 
 
-def read_path(path: Path) -> Iterator[Item]:
-    """Read one file (plain or gzip) and yield its records and rejections in file order."""
+def read_path(path: Path, gate: LineGate | None = None) -> Iterator[Item]:
+    """Read one file (plain or gzip) and yield its records and rejections in file order.
+
+    ``gate`` is asked about every JSON line after the first before it is decoded (see :func:`read_stream`).
+    """
     origin = str(path)
     try:
         with path.open("rb") as probe:
@@ -209,13 +215,13 @@ def read_path(path: Path) -> Iterator[Item]:
     opener = gzip.open if magic == b"\x1f\x8b" else open
     try:
         with opener(path, "rb") as handle:
-            yield from read_stream(handle, origin)
+            yield from read_stream(handle, origin, gate)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         # Records read before the damage were already yielded; the rest of the file is set aside with the reason.
         yield Rejection(RawRef(origin), f"cannot read file: {exc}")
 
 
-def read_bytes(data: bytes, origin: str) -> Iterator[Item]:
+def read_bytes(data: bytes, origin: str, gate: LineGate | None = None) -> Iterator[Item]:
     """Read records from bytes already in memory (plain or gzip)."""
     if data[:2] == b"\x1f\x8b":
         try:
@@ -223,11 +229,15 @@ def read_bytes(data: bytes, origin: str) -> Iterator[Item]:
         except (OSError, EOFError, zlib.error) as exc:
             yield Rejection(RawRef(origin), f"invalid gzip data: {exc}", excerpt=excerpt(data[:40]))
             return
-    yield from read_stream(iter(data.splitlines(keepends=True)), origin)
+    yield from read_stream(iter(data.splitlines(keepends=True)), origin, gate)
 
 
-def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
-    """Read records from an iterable of raw lines (a binary file object or a list of lines)."""
+def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = None) -> Iterator[Item]:
+    """Read records from an iterable of raw lines (a binary file object or a list of lines).
+
+    On the JSON-lines path, ``gate`` (a :class:`~chainwatch.sources.relevance.RelevanceGate`) sees each line
+    before it is decoded; a line it labels is yielded as that label (a ``Gated`` item) and never decoded.
+    """
     iterator = iter(lines)
     line_no = 0
     for raw in iterator:
@@ -242,17 +252,28 @@ def read_stream(lines: Iterable[bytes], origin: str) -> Iterator[Item]:
         yield Rejection(RawRef(origin, line_no), "not a JSON record (text line)", excerpt=excerpt(raw))
     else:
         return
-    first, reason = _loads_line(raw)
-    if reason is not None:
-        rest = b"".join(iterator)
-        yield from _read_documents(raw + rest, origin, line_no)
-        return
-    yield from _expand(first, RawRef(origin, line_no))
+    gated = gate(raw) if gate is not None else None
+    if gated is not None:
+        # A line the gate recognises is one whole record, so the file is JSON lines like any whose first line
+        # decodes (the gate passes anything that does not look like one complete object).
+        yield gated
+    else:
+        first, reason = _loads_line(raw)
+        if reason is not None:
+            rest = b"".join(iterator)
+            yield from _read_documents(raw + rest, origin, line_no)
+            return
+        yield from _expand(first, RawRef(origin, line_no))
     loads = orjson.loads
     for raw in iterator:
         line_no += 1
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
+        if gate is not None:
+            gated = gate(raw)
+            if gated is not None:
+                yield gated
+                continue
         try:
             data = loads(raw)
         except orjson.JSONDecodeError:
