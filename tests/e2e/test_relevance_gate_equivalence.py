@@ -21,8 +21,8 @@ from chainwatch.state.memory import InMemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = load_policy()
-FOLDERS = sorted(p for p in (ROOT / "tests" / "corpus").iterdir() if p.is_dir()) + \
-    [ROOT / "events" / "mac-01", ROOT / "events" / "mac-02"]
+FOLDERS = [*sorted(p for p in (ROOT / "tests" / "corpus").iterdir() if p.is_dir()),
+           ROOT / "events" / "mac-01", ROOT / "events" / "mac-02"]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
