@@ -56,6 +56,24 @@ MAPPED = frozenset(
     {"exec", "fork", "exit", "create", "rename", "close", "write", "setextattr", "deleteextattr",
      "gatekeeper_user_override", "mount", "unmount", "remount", "clone", "copyfile", "link"}
 )
+#: Every NOTIFY event name of ``es_event_type_t`` (``ESTypes.h``, macOS 10.15 to 26) as eslogger writes it: the
+#: catalogue the relevance gate checks an ``event`` key against before it believes a line is eslogger at all.
+EVENT_NAMES = MAPPED | frozenset({
+    "open", "exchangedata", "get_task", "kextload", "kextunload", "mmap", "mprotect", "iokit_open",
+    "setattrlist", "setflags", "setmode", "setowner", "signal", "unlink", "file_provider_materialize",
+    "file_provider_update", "readlink", "truncate", "lookup", "access", "utimes", "chdir", "getattrlist", "stat",
+    "chroot", "fcntl", "getextattr", "listextattr", "readdir", "fsgetpath", "dup", "settime", "uipc_bind",
+    "uipc_connect", "setacl", "pty_grant", "pty_close", "proc_check", "searchfs", "proc_suspend_resume",
+    "cs_invalidated", "get_task_name", "trace", "remote_thread_create", "get_task_read", "get_task_inspect",
+    "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid", "authentication", "xp_malware_detected",
+    "xp_malware_remediated", "lw_session_login", "lw_session_logout", "lw_session_lock", "lw_session_unlock",
+    "screensharing_attach", "screensharing_detach", "openssh_login", "openssh_logout", "login_login",
+    "login_logout", "btm_launch_item_add", "btm_launch_item_remove", "profile_add", "profile_remove", "su",
+    "authorization_petition", "authorization_judgement", "sudo", "od_group_add", "od_group_remove",
+    "od_group_set", "od_modify_password", "od_disable_user", "od_enable_user", "od_attribute_value_add",
+    "od_attribute_value_remove", "od_attribute_set", "od_create_user", "od_create_group", "od_delete_user",
+    "od_delete_group", "xpc_connect", "tcc_modify",
+})
 #: ``es_event_type_t`` numbers of the mapped names, to cross-check ``event_type``.
 EVENT_NUMBERS = {
     "exec": 9, "fork": 11, "close": 12, "create": 13, "exit": 15, "link": 19, "mount": 22, "unmount": 23,

@@ -7,7 +7,8 @@ source module would have given it) and never decoded.
 
 The gate never keeps a second, hand-written list of what matters. It is derived from the source modules' own data:
 
-- **eslogger**: the event name (the single key inside ``event``) is not in ``eslogger.MAPPED``, or it is a
+- **eslogger**: the event name (the single key inside ``event``) is an Endpoint Security event
+  (``eslogger.EVENT_NAMES``) not in ``eslogger.MAPPED``, or it is a
   ``close`` whose ``modified`` is ``false`` (exactly the two cases where ``eslogger.map_record`` returns a label
   before reading anything else);
 - **unified log**: no pattern of ``unifiedlog_patterns.yaml`` can match the record: its process (the basename of
@@ -33,12 +34,11 @@ corpus and fixture. What it does change: a broken record of a dropped kind is co
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from chainwatch.events import SourceFormat
-from chainwatch.sources.eslogger import MAPPED
+from chainwatch.sources.eslogger import EVENT_NAMES, MAPPED
 from chainwatch.sources.unifiedlog import ANY_PROCESS, PATTERNS, SKIP_UNCLASSIFIED, PatternSet
 
 
@@ -74,7 +74,6 @@ UNIFIED_LOG_FIRST_KEYS = frozenset({b"traceID", b"eventMessage", b"eventType", b
                                     b"senderImagePath", b"machTimestamp", b"messageType", b"processImageUUID",
                                     b"processID", b"senderProgramCounter", b"parentActivityIdentifier",
                                     b"creatorActivityID", b"timezoneName", b"timestamp", b"userID"})
-_EVENT_NAME = re.compile(rb'[ \t]*\{[ \t]*"([a-z_0-9]{1,64})"[ \t]*:')
 _IMAGE_PATH_KEY = b'"processImagePath":"'
 _OBJECT_ENDS = (b"}\n", b"}\r\n", b"}")
 
@@ -163,32 +162,33 @@ class UnifiedLogGate:
 class EsloggerGate:
     """Drops eslogger records whose event ``eslogger.map_record`` never maps (see the module docstring)."""
 
-    def __init__(self, mapped: frozenset[str]) -> None:
-        self.mapped = frozenset(name.encode() for name in mapped)
-        self._labels: dict[bytes, Gated] = {}
+    def __init__(self, mapped: frozenset[str], known: frozenset[str]) -> None:
+        #: The label of every eslogger event that is never mapped (one shared object each); a line naming any
+        #: other event is decoded (a newer event, or a document of another format whose ``event`` opens with a
+        #: key of its own).
+        self.unmapped = {name.encode(): Gated(SourceFormat.ESLOGGER.value, f"eslogger:{name}")
+                         for name in known - mapped}
         self.unmodified_close = Gated(SourceFormat.ESLOGGER.value, "eslogger:close(unmodified)")
 
     def __call__(self, line: bytes) -> Gated | None:
-        at = line.find(b'"event":')
-        if at < 0:
+        # Compact eslogger output only: ``"event": {`` with spaces is not found and the line is decoded.
+        start = line.find(b'"event":{"') + 10
+        if start < 10:
             return None
-        found = _EVENT_NAME.match(line, at + 8)
-        if found is None or b'"event_type":' not in line or b'"process":' not in line:
+        end = line.find(b'"', start, start + 66)
+        if end < 0:
             return None
-        name = found.group(1)
-        if name in self.mapped:
-            if name != b"close":
-                return None
+        name = line[start:end]
+        label = self.unmapped.get(name)
+        if label is not None:
+            return label
+        if name == b"close":
             # The first ``modified`` after the event name is the close's own (an es_file_t has none), and only
             # an explicit ``false`` is unmodified for certain.
-            flag = line.find(b'"modified":', found.end())
+            flag = line.find(b'"modified":', end)
             if flag > 0 and line.startswith(b"false", flag + 11):
                 return self.unmodified_close
-            return None
-        label = self._labels.get(name)
-        if label is None:
-            label = self._labels[name] = Gated(SourceFormat.ESLOGGER.value, f"eslogger:{name.decode()}")
-        return label
+        return None
 
 
 class RelevanceGate:
@@ -205,7 +205,7 @@ class RelevanceGate:
 
     def __init__(self, forced_format: SourceFormat | None = None, patterns: PatternSet | None = None) -> None:
         ul = UnifiedLogGate(patterns or PATTERNS)
-        self._eslogger: EsloggerGate | None = EsloggerGate(MAPPED)
+        self._eslogger: EsloggerGate | None = EsloggerGate(MAPPED, EVENT_NAMES)
         self._unified: UnifiedLogGate | None = ul if ul.usable else None
         if forced_format is not None:
             if forced_format is not SourceFormat.ESLOGGER:
