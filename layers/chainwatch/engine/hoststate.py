@@ -128,38 +128,6 @@ def _classify(policy: Policy, ref: ProcessRef | None) -> Classification | None:
     return policy.classify(ref.executable, ref.signature)
 
 
-def process_matters(policy: Policy, ref: ProcessRef) -> tuple[bool, Classification | None]:
-    """Whether a process image is tracked, and its role (a local decision: see the module docstring)."""
-    role = policy.classify(ref.executable, ref.signature)
-    if role is not None:
-        return True, role
-    if ref.parent_executable:
-        parent_role = policy.classify(ref.parent_executable, None)
-        if parent_role is not None and parent_role.role in _APP_ROLES:
-            return True, None
-    # A child of a process running from a download, a volume or temp space is part of whatever that process is
-    # (a stealer re-launching a copy of itself from a hidden folder), wherever the child lives.
-    return (policy.is_suspicious_exec_path(ref.executable) or unvetted_installed_app(policy, ref)
-            or policy.is_suspicious_exec_path(ref.parent_executable)), None
-
-
-def unvetted_installed_app(policy: Policy, ref: ProcessRef) -> bool:
-    """An app bundle in ``/Applications`` not signed by Apple or a known vendor (or whose record has no signature).
-
-    A stealer dragged off its disk image runs from ``/Applications``, which is not a suspicious place; tracking
-    every app there would keep all their traffic, so only the ones whose signature does not vouch for them are.
-    """
-    executable = ref.executable
-    if not executable or not executable.startswith("/Applications/") or ".app/Contents/MacOS/" not in executable:
-        return False
-    sig = ref.signature
-    if sig is None:
-        return True
-    if sig.platform_binary:
-        return False
-    return policy.vendor_for_team(sig.team_id) is None
-
-
 def _is_app_copy(event: FileWrite) -> bool:
     """A write that puts an app bundle into ``/Applications`` (its folder or its main executable)."""
     path = event.path
@@ -180,86 +148,107 @@ def event_identity(event: AnyEvent) -> tuple[str, str]:
 
 
 def admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
-    """Add ``event`` to ``state`` when it can matter to a chain. Returns whether the state changed."""
-    # The same record delivered twice (at-least-once delivery) must not be kept twice.
-    # One record can yield several events (a download and its quarantine attribute; one xattr event per
-    # attribute): the identity names the event within its record, not just the record.
-    identity = event_identity(event)
-    if identity in state.seen:
+    """Add ``event`` to ``state`` when it can matter to a chain. Returns whether the state changed.
+
+    Only what is kept moves the host's watermark (the event time of the evidence held), so an event that cannot
+    matter changes nothing at all: dropping it before it is even decoded (the relevance gate, the tracked-only
+    mapping of ``detect``) gives the same state, the same windows and the same findings.
+    """
+    if not _admit(state, policy, event):
         return False
     state.watermark_ns = max(state.watermark_ns, event.time_ns)
+    state.version += 1
+    return True
 
-    kept = _admit(state, policy, event)
-    if kept:
-        state.seen.add(identity)
-        state.version += 1
-    return kept
+
+def _fresh(state: HostState, event: AnyEvent) -> tuple[str, str] | None:
+    """The event's identity when the state does not hold it yet; ``None`` for a redelivery.
+
+    The same record delivered twice (at-least-once delivery) must not be kept twice. One record can yield several
+    events (a download and its quarantine attribute; one xattr event per attribute): the identity names the event
+    within its record, not just the record. Computed only for events that would be kept.
+    """
+    identity = event_identity(event)
+    return None if identity in state.seen else identity
 
 
 def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
-    if isinstance(event, ProcessExec):
-        matters, role = process_matters(policy, event.target)
-        if matters:
-            state.processes.add_exec(event, role)
-        return matters
-    if isinstance(event, ProcessFork):
-        role = policy.classify(event.child.executable, event.child.signature)
-        if role is not None:
-            state.processes.add_fork(event, role)
-            return True
+    if not relevant(policy, event):
         return False
-    if isinstance(event, ProcessExit):
+    identity = _fresh(state, event)
+    if identity is None:
+        return False
+    if isinstance(event, ProcessExec):
+        state.processes.add_exec(event, policy.tracks_process(event.target)[1])
+    elif isinstance(event, ProcessFork):
+        state.processes.add_fork(event, policy.classify(event.child.executable, event.child.signature))
+    elif isinstance(event, ProcessExit):
         if event.process is None:
             return False
-        matters, _ = process_matters(policy, event.process)
-        if matters or event.process.entity_id in state.processes.nodes:
-            state.processes.add_exit(event.process, event.time_ns)
-            return True
+        if not policy.tracks_process(event.process)[0] and event.process.entity_id not in state.processes.nodes:
+            return False
+        state.processes.add_exit(event.process, event.time_ns)
+    elif isinstance(event, AppActivity):
+        state.apps.append(event)
+    elif isinstance(event, FileWrite):
+        if not state.add_file(event):
+            return False
+    elif isinstance(event, XattrChange):
+        state.xattrs.append(event)
+    elif isinstance(event, Gatekeeper):
+        state.gatekeeper.append(event)
+    elif isinstance(event, VolumeMount):
+        state.mounts.append(event)
+    elif isinstance(event, NetworkConnection):
+        state.network.append(event)
+    else:
         return False
+    state.seen.add(identity)
+    return True
+
+
+def relevant(policy: Policy, event: AnyEvent) -> bool:
+    """Whether an event can matter to a chain at all, judged on the event and the policy alone.
+
+    The admission rules of the module docstring, except the one that needs state: a process exit is relevant
+    whenever it names a process (it is kept only for a process the state tracks).
+    """
+    if isinstance(event, ProcessExec):
+        return policy.tracks_process(event.target)[0]
+    if isinstance(event, ProcessFork):
+        return policy.classify(event.child.executable, event.child.signature) is not None
+    if isinstance(event, ProcessExit):
+        return event.process is not None
     if isinstance(event, AppActivity):
-        if event.action is AppAction.CLICK or policy.app_for_activity(event.bundle_id, event.app_name,
-                                                                      event.app_path) is not None:
-            state.apps.append(event)
-            return True
-        return False
+        return event.action is AppAction.CLICK or policy.app_for_activity(event.bundle_id, event.app_name,
+                                                                          event.app_path) is not None
     if isinstance(event, FileWrite):
         if not policy.is_watched(event.path):
             # Copies into /Applications are delivery evidence (an app dragged off its disk image), not stage 2.
-            return _is_app_copy(event) and state.add_file(event)
+            return _is_app_copy(event)
         writer = event.process
-        if writer is not None and writer.executable is not None and _classify(policy, writer) is None \
-                and not policy.is_suspicious_exec_path(writer.executable):
-            return False
-        return state.add_file(event)
+        return writer is None or writer.executable is None or _classify(policy, writer) is not None \
+            or policy.is_suspicious_exec_path(writer.executable)
     if isinstance(event, XattrChange):
-        if event.name != QUARANTINE_XATTR:
-            return False
-        state.xattrs.append(event)
-        return True
+        return event.name == QUARANTINE_XATTR
     if isinstance(event, Gatekeeper):
-        state.gatekeeper.append(event)
         return True
     if isinstance(event, VolumeMount):
         point = event.mount_point
-        if event.mount_kind in (MountKind.DISK_IMAGE, MountKind.NULLFS) or point.startswith("/Volumes/") \
-                or "/AppTranslocation/" in point or event.image_path:
-            state.mounts.append(event)
-            return True
-        return False
+        return event.mount_kind in (MountKind.DISK_IMAGE, MountKind.NULLFS) or point.startswith("/Volumes/") \
+            or "/AppTranslocation/" in point or bool(event.image_path)
     if isinstance(event, NetworkConnection):
         if event.direction is Direction.INBOUND:
             return False
-        if policy.destination_class(event.dst_ip) == "not_egress":
-            return False
         if event.dst_ip is None and not event.hostname:
+            return False
+        if policy.destination_class(event.dst_ip) == "not_egress":
             return False
         proc = event.process
         if proc is not None and proc.executable is not None:
-            matters, role = process_matters(policy, proc)
-            if not matters or (role is not None and role.role in _APP_ROLES):
-                # Not a process a chain can contain, or the app's own traffic (browsing), which is not the
-                # child's egress.
-                return False
-        state.network.append(event)
+            matters, role = policy.tracks_process(proc)
+            # Not a process a chain can contain, or the app's own traffic (browsing), which is not the child's
+            # egress.
+            return matters and (role is None or role.role not in _APP_ROLES)
         return True
     return False

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from chainwatch.errors import PolicyError
-from chainwatch.events import CodeSignature
+from chainwatch.events import CodeSignature, ProcessRef
 
 DEFAULT_POLICY = Path(__file__).with_name("default.yaml")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -283,6 +283,43 @@ class Policy:
                 return Classification(Role.HELPER, app.name)
         return None
 
+    def tracks_process(self, ref: ProcessRef) -> tuple[bool, Classification | None]:
+        """Whether the engine keeps a process image, and its role (:meth:`tracks_image` of its record)."""
+        return self.tracks_image(ref.executable, ref.signature, ref.parent_executable)
+
+    def tracks_image(self, executable: str | None, signature: CodeSignature | None,
+                     parent_executable: str | None) -> tuple[bool, Classification | None]:
+        """Whether a process image can be part of a chain, and its role; a decision on the image alone.
+
+        Tracked: images with a role (apps and their helpers, interpreters, intermediates, installers), children
+        of an app or helper, images running from a suspicious place (downloads, ``~/Library``, temp, volumes) or
+        whose parent does (a stealer re-launching a copy of itself from a hidden folder is part of it, wherever
+        the copy lives), and apps in ``/Applications`` that no signature vouches for (:meth:`unvetted_app`).
+        """
+        role = self.classify(executable, signature)
+        if role is not None:
+            return True, role
+        if parent_executable:
+            parent_role = self.classify(parent_executable, None)
+            if parent_role is not None and parent_role.role in (Role.APP, Role.HELPER):
+                return True, None
+        return (self.is_suspicious_exec_path(executable) or self.unvetted_app(executable, signature)
+                or self.is_suspicious_exec_path(parent_executable)), None
+
+    def unvetted_app(self, executable: str | None, signature: CodeSignature | None) -> bool:
+        """An app bundle in ``/Applications`` not signed by Apple or a known vendor (or whose record has no signature).
+
+        A stealer dragged off its disk image runs from ``/Applications``, which is not a suspicious place; tracking
+        every app there would keep all their traffic, so only the ones whose signature does not vouch for them are.
+        """
+        if not executable or not executable.startswith("/Applications/") or ".app/Contents/MacOS/" not in executable:
+            return False
+        if signature is None:
+            return True
+        if signature.platform_binary:
+            return False
+        return self.vendor_for_team(signature.team_id) is None
+
     def app_by_name(self, name: str | None) -> AppSpec | None:
         for app in self.apps:
             if name and app.name.lower() == name.lower():
@@ -316,6 +353,16 @@ class Policy:
     # -- destinations ------------------------------------------------------------------------------------------
     def destination_class(self, ip: str | None) -> str:
         """``"not_egress"``, ``"internal"``, ``"external"`` or ``"unknown"`` (no parseable address)."""
+        key = ("destination", ip)
+        cache = self._cache
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._destination_class(ip)
+            if len(cache) > 65536:
+                cache.clear()
+        return found
+
+    def _destination_class(self, ip: str | None) -> str:
         address = _ip(ip)
         if address is None:
             return "unknown"
