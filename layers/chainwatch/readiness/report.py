@@ -593,7 +593,7 @@ def _short_row(item: Verdict, coverage: HostCoverage | None) -> str:
         css = _STATUS_CLASS.get(entry.status, "unknown")
         mark = _STATUS_MARK.get(entry.status, "?")
         word = "ok" if css == "ok" else _t(entry.status, 10).upper()
-        cells.append(f'<td class="{css}" title="{_t(entry.detail)}">{mark} {word}</td>')
+        cells.append(f'<td class="{css}">{mark} {word}</td>')
         if css != "ok":
             misses.append(f"<li><b>{html.escape(NEED_TITLES[need])}</b>: {_t(entry.detail)}</li>")
     answer = "yes" if item.can_complete else "no"
