@@ -311,7 +311,7 @@ def test_report_cli_hostile_telemetry_still_correlates_both_chains(hostile: Repo
     text = hostile.path.read_text(encoding="utf-8")
     lowered = text.lower()
     assert lowered.count("<script") == 1 and lowered.count("</script") == 1 and "<img" not in lowered
-    assert lowered.count("<svg") == lowered.count('<svg class="tl" viewbox="0 0 1000 ') == 2
+    assert lowered.count("<svg") == lowered.count('<svg class="tl" viewbox="0 0 1200 ') == 2
     assert RLO not in text and BIG[:3000] not in text
 
 

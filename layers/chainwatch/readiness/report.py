@@ -61,7 +61,7 @@ function run() {
     el.hidden = !hit;
     if (hit) { shown += 1; }
   });
-  count.textContent = terms.length ? shown + " of " + items.length + " match" : items.length + " rows";
+  count.textContent = terms.length ? shown + " of " + items.length + " match" : items.length + " items";
 }
 box.addEventListener("input", run);
 document.addEventListener("keydown", function (e) {
@@ -223,6 +223,7 @@ table.index tr.c5>td:first-child{border-left-color:var(--c5)}
 table.index tr.c4>td:first-child{border-left-color:var(--c4)}
 table.index tr.c3>td:first-child{border-left-color:var(--c3)}
 table.index tr.c2>td:first-child{border-left-color:var(--c2)}
+table.index td.h{min-width:90px;max-width:260px} table.index td.d{min-width:150px;max-width:300px}
 table.index a{color:var(--ink);font-weight:600;text-decoration:none} table.index a:hover{text-decoration:underline}
 .pips{white-space:nowrap;font:600 11px/1 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .pip{display:inline-block;width:17px;text-align:center;padding:2px 0;margin-right:1px;border-radius:3px;
@@ -291,7 +292,7 @@ div.link{display:table;margin:2px 0;padding:0 7px;border:1px solid;border-radius
 ul.plain,ol.plain{margin:3px 0;padding-left:20px}
 details.more{margin-top:8px;border-top:1px solid #e3e8ee;padding-top:4px}
 details.more>summary{cursor:pointer;color:var(--accent);font-weight:600;font-size:12.5px}
-table.egress th{white-space:nowrap}
+table.egress th{white-space:nowrap} table.egress td:nth-child(3){min-width:150px}
 .matrix th.need{font-size:11.5px;white-space:nowrap;text-align:center}
 .matrix th[scope=row]{min-width:110px;max-width:260px}
 .matrix td.ok,.matrix td.weak,.matrix td.missing,.matrix td.unknown{text-align:center;white-space:nowrap;
@@ -437,10 +438,10 @@ def _index(docs: list[Mapping[str, Any]], shown: list[int]) -> str:
         rows.append(
             f'<tr class="sx c{severity_id}"><td class="t"><span class="badge sev{severity_id}">'
             f'{html.escape(_SEV_SHORT.get(severity_id, "Unknown"))}</span>{_kind_badge(doc)}</td>'
-            f"<td><code>{_t(as_mapping(doc.get('device')).get('hostname'), _HOST)}</code></td>"
+            f"<td class=\"h\"><code>{_t(as_mapping(doc.get('device')).get('hostname'), _HOST)}</code></td>"
             f'<td><a href="#f{number}">{title}</a></td><td>{_pips(cw)}</td>'
             f"<td class=\"t\">{_time(_ms_iso(info.get('first_seen_time')))}</td>"
-            f"<td>{_first_destination(cw)}</td></tr>")
+            f'<td class="d">{_first_destination(cw)}</td></tr>')
     return ('<table class="index"><thead><tr><th>severity</th><th>host</th><th>chain</th><th>stages</th>'
             f'<th>first seen (UTC)</th><th>egress</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 

@@ -32,10 +32,10 @@ __all__ = ["parse_time_ns", "relative", "timeline_svg"]
 _ISO = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$")
 
 # Geometry of the picture, in viewBox units (the SVG scales to the width of its card).
-_WIDTH = 1000
+_WIDTH = 1200
 _LEFT = 150  # lane titles live left of this
 _PLOT_LEFT = 170
-_PLOT_RIGHT = 975
+_PLOT_RIGHT = 1170
 _TOP = 14
 _LANE = 26
 _CHAR = 6.2  # average width of one 11px character, to fit labels into the room beside a marker
