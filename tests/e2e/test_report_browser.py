@@ -450,6 +450,13 @@ def test_report_browser_search_box_filters_hosts_and_findings(bundled: Report, t
     assert all("mac-01" in i.text for i in dom.items if i.hidden)
     assert "3 of 6 match" in dom.text
     assert rendered.console == []
+    # The fold of ready hosts stays closed: nothing in it matches.
+    assert not any("open" in a for t, a in dom.elements if t == "details" and "fold" in (a.get("class") or ""))
+
+    dom, _ = _dump(bundled.path, tmp_path, "mac01", fragment="q=mac-01(2")
+    # A ready host is found inside its fold, which the search opens: the name with its note, and nothing else.
+    assert [(i.tag, i.text) for i in dom.shown()] == [("li", "mac-01(2 records arrived out of order beyond 60 s)")]
+    assert any("open" in a for t, a in dom.elements if t == "details" and "fold" in (a.get("class") or ""))
 
     dom, _ = _dump(bundled.path, tmp_path, "terms", fragment="q=osascript%20%20pid_lifetime")
     # Every term must match: only mac-01's card holds both (its index row names neither).

@@ -11,8 +11,9 @@ are folded into a count, and only the hosts that fall short are spelled out, wit
 A search box over hosts and findings filters the index rows, cards and matrix rows as one types (every term must
 match; ``/`` focuses it, Escape clears it; ``report.html#q=mac-02`` opens the page filtered). It is the page's only
 script: a constant, allowed by its SHA-256 hash in the Content Security Policy, that reads the page's text and
-only sets ``hidden`` and one counter's ``textContent``. With scripting disabled the box stays hidden and the page
-reads the same, every section and every fold there.
+only sets ``hidden``, one counter's ``textContent`` and, while a search is typed, opens the fold of ready hosts
+when a match is inside it. With scripting disabled the box stays hidden and the page reads the same, every section
+and every fold there.
 
 Telemetry is attacker-controlled: paths, command lines, app names and host names can carry markup, control and
 bidirectional-override characters, or megabytes of text. So:
@@ -62,6 +63,9 @@ function run() {
     if (hit) { shown += 1; }
   });
   count.textContent = terms.length ? shown + " of " + items.length + " match" : items.length + " items";
+  Array.prototype.forEach.call(document.querySelectorAll("details.fold"), function (fold) {
+    fold.open = terms.length > 0 && fold.querySelector(".sx:not([hidden])") !== null;
+  });
 }
 box.addEventListener("input", run);
 document.addEventListener("keydown", function (e) {
@@ -613,7 +617,7 @@ def _ready_hosts(ready: list[Verdict], coverages: Mapping[str, HostCoverage]) ->
         why = f'<span class="why">({_t(note, 200)})</span>' if note else ""
         items.append(f'<li class="sx">{_t(item.host, _HOST)}{why}</li>')
     more = _omitted(len(ready) - _MAX_READY_HOSTS, "ready hosts")
-    return (f'<details><summary>✓ {len(ready)} host(s) fully ready: every need of the chain has telemetry</summary>'
+    return (f'<details class="fold"><summary>✓ {len(ready)} host(s) fully ready: every need of the chain has telemetry</summary>'
             f'<ul class="ready">{"".join(items)}</ul>{more}</details>')
 
 
