@@ -296,9 +296,10 @@ div.link{display:table;margin:2px 0;padding:0 7px;border:1px solid;border-radius
 ul.plain,ol.plain{margin:3px 0;padding-left:20px}
 details.more{margin-top:8px;border-top:1px solid #e3e8ee;padding-top:4px}
 details.more>summary{cursor:pointer;color:var(--accent);font-weight:600;font-size:12.5px}
-table.egress th{white-space:nowrap} table.egress td:nth-child(3){min-width:150px}
+table.egress th{white-space:nowrap} table.egress td:nth-child(2){min-width:110px} table.egress td:nth-child(3){min-width:180px}
+table.egress td:nth-child(4){width:38%}
 .matrix th.need{font-size:11.5px;white-space:nowrap;text-align:center}
-.matrix th[scope=row]{min-width:110px;max-width:260px}
+.matrix th[scope=row]{min-width:110px;max-width:260px} .matrix td.src{min-width:140px}
 .matrix td.ok,.matrix td.weak,.matrix td.missing,.matrix td.unknown{text-align:center;white-space:nowrap;
 font-weight:700;width:88px}
 .matrix td.ok{background:var(--ok-bg);color:var(--ok)} .matrix td.weak{background:var(--weak-bg);color:var(--weak)}
@@ -466,8 +467,8 @@ def _finding(doc: Mapping[str, Any], number: int) -> str:
     out.append(timeline_svg(doc, cw, number))
     out.append(_link_list(cw))
     out.append('<div class="cols"><div><h3>Process tree, app to egress</h3>' + _tree(doc, cw) + "</div><div>")
-    out.append("<h3>Facts</h3>" + _facts(doc, info, cw, cw.get("suppressed_by")))
-    out.append("<h3>Egress</h3>" + _egress(cw) + "</div></div>")
+    out.append("<h3>Facts</h3>" + _facts(doc, info, cw, cw.get("suppressed_by")) + "</div></div>")
+    out.append("<h3>Egress</h3>" + _egress(cw))
     timeline_rows = len(as_list(cw.get("timeline")))
     out.append(f'<details class="more"><summary>Timeline ({timeline_rows} events), stage evidence, files, '
                "quarantine and Gatekeeper, triage playbook</summary>")
@@ -604,7 +605,7 @@ def _short_row(item: Verdict, coverage: HostCoverage | None) -> str:
     answer = "yes" if item.can_complete else "no"
     return (f'<tr class="host sx"><th scope="row"><code>{_t(item.host, _HOST)}</code></th>{"".join(cells)}'
             f'<td class="{answer}">{answer}</td><td><ul class="miss">{"".join(misses)}</ul>'
-            f'<span class="why verdict">{_t(item.text, 2000)}</span></td><td>{_sources(coverage)}</td></tr>')
+            f'<span class="why verdict">{_t(item.text, 2000)}</span></td><td class="src">{_sources(coverage)}</td></tr>')
 
 
 def _ready_hosts(ready: list[Verdict], coverages: Mapping[str, HostCoverage]) -> str:

@@ -59,7 +59,7 @@ ALLOWED_CLASSES = {"alert", "badge", "card", "cards", "chain", "cmd", "conf", "c
                    "timeline", "top", "tree", "verdict", "weak", "why", "yes", "no", "missing", "unknown", "absent",
                    "nonalert", "suppressed", "omitted", "sev0", "sev1", "sev2", "sev3", "sev4", "sev5",
                    "c0", "c1", "c2", "c3", "c4", "c5", "sx", "search", "index", "pips", "pip", "meta", "cols",
-                   "links", "more", "need", "miss", "ready", "lead", "hosts", "short", "h", "d", "fold",
+                   "links", "more", "need", "miss", "ready", "lead", "hosts", "short", "h", "d", "fold", "src",
                    "tl", "lt", "lane", "axis", "tick", "tk", "dot", "drop", "egress-rule", "egress-mark", "main",
                    "ml", "rel", "start", "end", "steps", "none"}
 VOID = {"br", "meta", "input"}
