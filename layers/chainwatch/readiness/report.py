@@ -296,7 +296,8 @@ div.link{display:table;margin:2px 0;padding:0 7px;border:1px solid;border-radius
 ul.plain,ol.plain{margin:3px 0;padding-left:20px}
 details.more{margin-top:8px;border-top:1px solid #e3e8ee;padding-top:4px}
 details.more>summary{cursor:pointer;color:var(--accent);font-weight:600;font-size:12.5px}
-table.egress th{white-space:nowrap} table.egress td:nth-child(2){min-width:110px} table.egress td:nth-child(3){min-width:180px}
+table.egress th{white-space:nowrap}
+table.egress td:nth-child(2){min-width:110px} table.egress td:nth-child(3){min-width:180px}
 table.egress td:nth-child(4){width:38%}
 .matrix th.need{font-size:11.5px;white-space:nowrap;text-align:center}
 .matrix th[scope=row]{min-width:110px;max-width:260px} .matrix td.src{min-width:140px}
@@ -554,7 +555,8 @@ def _coverage_section(verdicts: Sequence[Verdict], coverages: Mapping[str, HostC
                "with what they miss.</p>")
     head = "".join(f'<th class="need" title="{html.escape(NEED_TITLES[n], quote=True)}">'
                    f"{html.escape(_NEED_SHORT.get(n, n))}</th>" for n in NEEDS)
-    out.append(f'<table class="matrix"><thead><tr><th>host</th>{head}<th class="need">can complete</th><th>what it misses</th>'
+    out.append(f'<table class="matrix"><thead><tr><th>host</th>{head}<th class="need">can complete</th>'
+               "<th>what it misses</th>"
                "<th>sources and clock skew</th></tr></thead><tbody>")
     for item in short[:_MAX_SHORT_HOSTS]:
         out.append(_short_row(item, coverages.get(item.host)))
@@ -605,7 +607,8 @@ def _short_row(item: Verdict, coverage: HostCoverage | None) -> str:
     answer = "yes" if item.can_complete else "no"
     return (f'<tr class="host sx"><th scope="row"><code>{_t(item.host, _HOST)}</code></th>{"".join(cells)}'
             f'<td class="{answer}">{answer}</td><td><ul class="miss">{"".join(misses)}</ul>'
-            f'<span class="why verdict">{_t(item.text, 2000)}</span></td><td class="src">{_sources(coverage)}</td></tr>')
+            f'<span class="why verdict">{_t(item.text, 2000)}</span></td>'
+            f'<td class="src">{_sources(coverage)}</td></tr>')
 
 
 def _ready_hosts(ready: list[Verdict], coverages: Mapping[str, HostCoverage]) -> str:
@@ -618,7 +621,8 @@ def _ready_hosts(ready: list[Verdict], coverages: Mapping[str, HostCoverage]) ->
         why = f'<span class="why">({_t(note, 200)})</span>' if note else ""
         items.append(f'<li class="sx">{_t(item.host, _HOST)}{why}</li>')
     more = _omitted(len(ready) - _MAX_READY_HOSTS, "ready hosts")
-    return (f'<details class="fold"><summary>✓ {len(ready)} host(s) fully ready: every need of the chain has telemetry</summary>'
+    return (f'<details class="fold"><summary>✓ {len(ready)} host(s) fully ready: every need of the chain has '
+            "telemetry</summary>"
             f'<ul class="ready">{"".join(items)}</ul>{more}</details>')
 
 
