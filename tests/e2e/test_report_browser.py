@@ -30,11 +30,13 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from chainwatch.app.cli import main
 from chainwatch.readiness.report import CSP
+from chainwatch.readiness.report import SCRIPT as PAGE_SCRIPT
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -70,9 +72,13 @@ SHOWN = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</style
          "javascript:alert(document.cookie)", "\\u202e", f"<script>{pwn('host')}</script>")
 
 ALLOWED_TAGS = {"a", "article", "b", "body", "br", "code", "dd", "details", "div", "dl", "dt", "footer", "h1", "h2",
-                "h3", "head", "header", "html", "li", "main", "meta", "nav", "ol", "p", "section", "span", "style",
-                "summary", "table", "tbody", "td", "th", "thead", "title", "tr", "ul"}
-ALLOWED_ATTRS = {"charset", "class", "colspan", "content", "href", "http-equiv", "id", "lang", "name", "open", "scope"}
+                "h3", "head", "header", "html", "input", "label", "li", "main", "meta", "nav", "ol", "p", "script",
+                "section", "small", "span", "style", "summary", "table", "tbody", "td", "th", "thead", "title", "tr",
+                "ul", "svg", "text", "tspan", "line", "circle", "polygon"}
+ALLOWED_ATTRS = {"charset", "class", "colspan", "content", "href", "http-equiv", "id", "lang", "name", "open", "scope",
+                 "title", "hidden", "for", "type", "placeholder", "autocomplete", "spellcheck", "aria-controls",
+                 "role", "aria-labelledby", "viewbox", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "points"}
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 # -- hostile telemetry in the real formats -----------------------------------------------------------------------
@@ -160,37 +166,72 @@ class Rendered:
     console: list[str]
 
 
-def _browse(page: Path, profile: Path, *extra: str) -> Rendered:
-    """Open ``page`` in headless chromium with ``extra`` flags; the console messages are taken from its log."""
-    command = [str(_chromium()), *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()]
+def _browse(page: Path, profile: Path, *extra: str, fragment: str = "") -> Rendered:
+    """Open ``page`` (with ``#fragment``) in headless chromium with ``extra`` flags; the console messages are taken
+    from its log."""
+    command = [str(_chromium()), *FLAGS, f"--user-data-dir={profile}", *extra,
+               page.as_uri() + (f"#{fragment}" if fragment else "")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     console = [line for line in result.stderr.splitlines() if re.search(r":CONSOLE\b", line)]
     return Rendered(result.stdout, console)
 
 
+@dataclass
+class Item:
+    """One element the search box filters (class ``sx``): whether the browser left it hidden, and its text."""
+
+    tag: str
+    hidden: bool
+    text: str = ""
+
+
 class Dom(HTMLParser):
-    """Elements and visible text of a serialized DOM."""
+    """Elements and visible text of a serialized DOM, and the search box's items with their own text."""
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
         self.elements: list[tuple[str, dict[str, str | None]]] = []
         self.texts: list[str] = []
-        self._in_style = False
+        self.scripts: list[str] = []
+        self.items: list[Item] = []
+        self._raw: str | None = None  # inside <style> or <script>
+        self._open: list[tuple[str, Item | None]] = []
         self.feed(text)
         self.close()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, dict(attrs)))
-        self._in_style = tag == "style"
+        found = dict(attrs)
+        self.elements.append((tag, found))
+        self._raw = tag if tag in {"style", "script"} else None
+        if tag == "script":
+            self.scripts.append("")
+        if tag in VOID:
+            return
+        item = None
+        if "sx" in (found.get("class") or "").split():
+            item = Item(tag, "hidden" in found)
+            self.items.append(item)
+        self._open.append((tag, item))
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "style":
-            self._in_style = False
+        if tag in {"style", "script"}:
+            self._raw = None
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
 
     def handle_data(self, data: str) -> None:
-        if not self._in_style:
+        if self._raw == "script":
+            self.scripts[-1] += data
+        elif self._raw is None:
             self.texts.append(data)
+            for _, item in self._open:
+                if item is not None:
+                    item.text += data
+
+    def shown(self) -> list[Item]:
+        return [i for i in self.items if not i.hidden]
 
     @property
     def text(self) -> str:
@@ -203,8 +244,8 @@ class Dom(HTMLParser):
         return {a["id"] or "" for _, a in self.elements if "id" in a}
 
 
-def _dump(page: Path, tmp_path: Path, name: str = "dom") -> tuple[Dom, Rendered]:
-    rendered = _browse(page, tmp_path / f"profile-{name}", "--dump-dom")
+def _dump(page: Path, tmp_path: Path, name: str = "dom", fragment: str = "") -> tuple[Dom, Rendered]:
+    rendered = _browse(page, tmp_path / f"profile-{name}", "--dump-dom", fragment=fragment)
     assert "<html" in rendered.stdout, rendered.stdout[:500]
     return Dom(rendered.stdout), rendered
 
@@ -217,6 +258,10 @@ def _assert_only_report_markup(dom: Dom) -> None:
     assert not any(name.startswith("on") or name == "data-pwned" for _, a in dom.elements for name in a)
     hrefs = [a.get("href") or "" for t, a in dom.elements if t == "a"]
     assert hrefs and all(re.fullmatch(r"#(coverage|findings|f\d+)", h) for h in hrefs), hrefs
+    # One script, the report's own search box; one picture per finding, the report's own timeline.
+    assert dom.scripts == [PAGE_SCRIPT]
+    assert all(t != "svg" or a.get("class") == "tl" for t, a in dom.elements)
+    assert len([t for t, _ in dom.elements if t == "svg"]) == len(dom.with_class("article", "finding"))
 
 
 def _png(data: bytes) -> tuple[int, int, int]:
@@ -251,7 +296,10 @@ def test_report_cli_bundled_samples_writes_one_self_contained_file(bundled: Repo
     text = bundled.path.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert f'content="{CSP}"'.replace("'", "&#x27;") in text
-    assert not re.search(r"<script|<link|<img|src=|url\(|@import", text, re.IGNORECASE)
+    assert not re.search(r"<link|<img|<iframe|<base|src=|url\(|@import|xmlns", text, re.IGNORECASE)
+    assert text.lower().count("<script") == 1 and f"<script>{PAGE_SCRIPT}</script></body>" in text
+    # No address to fetch anywhere: a URL is only ever escaped text (a command line), never an attribute.
+    assert not re.search(r"""(?:href|src|action|data|poster|srcset)\s*=\s*["']?\s*(?:https?:)?//""", text, re.I)
     assert "report: 2 finding(s) shown (2 alert(s) of 2 finding(s)); 2 of 2 host(s) can complete AN1316" in \
         bundled.stderr
     assert not bundled.path.with_name(bundled.path.name + ".partial").exists()
@@ -261,7 +309,9 @@ def test_report_cli_hostile_telemetry_still_correlates_both_chains(hostile: Repo
     assert hostile.code == 0, hostile.stderr
     assert "report: 2 finding(s) shown (2 alert(s)" in hostile.stderr
     text = hostile.path.read_text(encoding="utf-8")
-    assert "<script" not in text.lower() and "<img" not in text.lower() and "<svg" not in text.lower()
+    lowered = text.lower()
+    assert lowered.count("<script") == 1 and lowered.count("</script") == 1 and "<img" not in lowered
+    assert lowered.count("<svg") == lowered.count('<svg class="tl" viewbox="0 0 1200 ') == 2
     assert RLO not in text and BIG[:3000] not in text
 
 
@@ -287,15 +337,17 @@ def test_report_browser_bundled_samples_dom_has_every_section(bundled: Report, t
     dom, rendered = _dump(bundled.path, tmp_path)
     _assert_only_report_markup(dom)
     assert {"coverage", "findings", "fleet-summary", "f1", "f2"} <= dom.ids()
-    hosts = [t for t, a in dom.elements if t == "tr" and a.get("class") == "host"]
-    assert len(hosts) == 2
+    # mac-02 falls short and is spelled out; mac-01 meets every need and is folded into the count.
+    hosts = dom.with_class("tr", "host")
+    assert len(hosts) == 1
+    assert "1 host(s) fully ready" in dom.text
     assert dom.with_class("td", "weak") and dom.with_class("td", "ok")
     assert len(dom.with_class("article", "finding")) == 2
     assert len(dom.with_class("ul", "tree")) == 2
     assert len(dom.with_class("table", "timeline")) == 2 and len(dom.with_class("table", "egress")) == 2
     assert len(dom.with_class("div", "strong")) >= 6
     text = dom.text
-    assert "mac-01: can complete AN1316: yes" in text and "mac-02: can complete AN1316: yes" in text
+    assert "mac-02: can complete AN1316: yes" in text and "mac-01(2 records arrived out of order" in text
     assert "Safari launch (unified log)" in text and "UpdateHelper" in text and "osascript" in text
     assert "2→3 strong" in text and "3→4 strong" in text and "stage 4 egress" in text
     assert "pid_lifetime" in text and "entity" in text
@@ -317,7 +369,7 @@ def test_report_browser_bundled_samples_screenshot_not_blank(bundled: Report, tm
 def test_report_browser_hostile_dom_holds_payloads_only_as_text(hostile: Report, tmp_path: Path) -> None:
     dom, rendered = _dump(hostile.path, tmp_path)
     _assert_only_report_markup(dom)
-    assert not any(t in {"script", "img", "svg", "iframe", "object", "embed", "link"} for t, _ in dom.elements)
+    assert not any(t in {"img", "iframe", "object", "embed", "link"} for t, _ in dom.elements)
     assert len(dom.with_class("article", "finding")) == 2
     text = dom.text
     for shown in SHOWN:
@@ -366,3 +418,88 @@ def test_report_browser_hostile_screenshot_not_blank(hostile: Report, tmp_path: 
     width, height, rows = _png(shot.read_bytes())
     assert (width, height) == (1400, 2000)
     assert rows > 200, f"only {rows} distinct pixel rows: the page looks blank"
+
+
+# -- in the browser: findings first, the timeline picture, the search box ---------------------------------------
+
+
+def test_report_browser_findings_lead_and_each_has_timeline_with_egress(bundled: Report, tmp_path: Path) -> None:
+    dom, rendered = _dump(bundled.path, tmp_path)
+    order = [a.get("id") for _, a in dom.elements if a.get("id") in {"findings", "f1", "f2", "coverage"}]
+    assert order == ["findings", "f1", "f2", "coverage"]
+    severities = [next(c for c in (a.get("class") or "").split() if re.fullmatch(r"c\d", c))
+                  for a in dom.with_class("article", "finding")]
+    assert severities == sorted(severities, reverse=True)
+    assert len(dom.with_class("svg", "tl")) == 2 and len(dom.with_class("polygon", "main")) == 2
+    assert len(dom.with_class("polygon", "egress-mark")) >= 4
+    assert sum(t.startswith("Timeline: stage 1 app activity +0 s") for t in dom.texts) == 2
+    assert rendered.console == []
+
+
+def test_report_browser_search_box_filters_hosts_and_findings(bundled: Report, tmp_path: Path) -> None:
+    dom, rendered = _dump(bundled.path, tmp_path, "all")
+    # The script ran (CSP allows it by hash, nothing logged): the box is shown and every item still is.
+    assert not any("hidden" in a for _, a in dom.elements if a.get("id") == "searchbar")
+    assert dom.items and len(dom.shown()) == len(dom.items) == 6
+    assert rendered.console == []
+
+    dom, rendered = _dump(bundled.path, tmp_path, "mac02", fragment="q=MAC-02")
+    shown = dom.shown()
+    # Case-insensitive: mac-02's index row, its card and its matrix row; mac-01's row, card and name are hidden.
+    assert [(i.tag, "mac-02" in i.text) for i in shown] == [("tr", True), ("article", True), ("tr", True)]
+    assert all("mac-01" in i.text for i in dom.items if i.hidden)
+    assert "3 of 6 match" in dom.text
+    assert rendered.console == []
+    # The fold of ready hosts stays closed: nothing in it matches.
+    assert not any("open" in a for t, a in dom.elements if t == "details" and "fold" in (a.get("class") or ""))
+
+    dom, _ = _dump(bundled.path, tmp_path, "mac01", fragment="q=mac-01(2")
+    # A ready host is found inside its fold, which the search opens: the name with its note, and nothing else.
+    assert [(i.tag, i.text) for i in dom.shown()] == [("li", "mac-01(2 records arrived out of order beyond 60 s)")]
+    assert any("open" in a for t, a in dom.elements if t == "details" and "fold" in (a.get("class") or ""))
+
+    dom, _ = _dump(bundled.path, tmp_path, "terms", fragment="q=osascript%20%20pid_lifetime")
+    # Every term must match: only mac-01's card holds both (its index row names neither).
+    assert [(i.tag, "osascript" in i.text) for i in dom.shown()] == [("article", True)]
+
+    dom, _ = _dump(bundled.path, tmp_path, "none", fragment="q=no-such-host")
+    assert dom.shown() == [] and "0 of 6 match" in dom.text
+
+
+def test_report_browser_search_over_hostile_names_stays_text(hostile: Report, tmp_path: Path) -> None:
+    # A query holding </script>, both quote kinds and the escaped override as shown: it is only ever compared.
+    query = "'host')</script>\\u202e"
+    dom, rendered = _dump(hostile.path, tmp_path, "q1", fragment="q=" + quote(query, safe=""))
+    _assert_only_report_markup(dom)
+    assert not any("data-pwned" in a for _, a in dom.elements)
+    shown = dom.shown()
+    assert len(shown) >= 2 and all(query in i.text for i in shown)
+    assert any(i.tag == "article" for i in shown)
+    assert all(query not in i.text for i in dom.items if i.hidden)
+    assert any("mac-02" in i.text for i in dom.items if i.hidden)
+    assert rendered.console == []
+
+    app = f'onerror="{pwn("app")}"'
+    dom, rendered = _dump(hostile.path, tmp_path, "q2", fragment="q=" + quote(app, safe=""))
+    shown = dom.shown()
+    assert shown and all(app in i.text for i in shown) and all("UpdateHelper" in i.text for i in shown)
+    assert not any("data-pwned" in a for _, a in dom.elements)
+    assert rendered.console == []
+
+
+def test_report_browser_scripts_blocked_page_reads_the_same(bundled: Report, tmp_path: Path) -> None:
+    """With scripts blocked (a viewer's policy, here the CSP's script-src set to 'none') the search box stays
+    hidden and every section, finding and host is there and shown."""
+    text = bundled.path.read_text(encoding="utf-8")
+    blocked = tmp_path / "no-script.html"
+    policy = re.sub(r"script-src &#x27;sha256-[^&]+&#x27;", "script-src &#x27;none&#x27;", text, count=1)
+    assert policy != text
+    blocked.write_text(policy, encoding="utf-8")
+    dom, rendered = _dump(blocked, tmp_path, "blocked", fragment="q=mac-02")
+    assert any("hidden" in a for _, a in dom.elements if a.get("id") == "searchbar")
+    assert len(dom.items) == 6 and dom.shown() == dom.items
+    assert {"coverage", "findings", "fleet-summary", "f1", "f2"} <= dom.ids()
+    assert len(dom.with_class("svg", "tl")) == 2 and len(dom.with_class("ul", "tree")) == 2
+    assert "mac-01" in dom.text and "mac-02: can complete AN1316: yes" in dom.text
+    # The one thing that differs: the browser reports the blocked script.
+    assert any("Content Security Policy" in line for line in rendered.console), rendered.console

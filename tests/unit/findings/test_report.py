@@ -8,7 +8,9 @@ the report's own, and the payloads must come back only as text.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import html
 import re
 from collections.abc import Iterator
@@ -20,10 +22,12 @@ import pytest
 
 from chainwatch.app.cli import iter_events
 from chainwatch.engine import Engine
+from chainwatch.events import iso_ns
 from chainwatch.findings.ocsf import to_ocsf
 from chainwatch.policy import load_policy
 from chainwatch.readiness.coverage import NEEDS, HostCoverage, NeedStatus, Verdict, collect, verdict
-from chainwatch.readiness.report import CSP, render_report
+from chainwatch.readiness.report import CSP, SCRIPT, render_report
+from chainwatch.readiness.timeline import parse_time_ns, relative
 from chainwatch.sources import Normalizer
 from chainwatch.state.memory import InMemoryStore
 
@@ -41,15 +45,24 @@ JS_URL = "javascript:alert(document.cookie)"
 ENTITY = "&lt;script&gt;"
 HOSTILE = "".join(MARKUP) + JS_URL + ENTITY + "\u202egpj.exe" + BIG
 ALLOWED_TAGS = {"a", "article", "b", "body", "br", "code", "dd", "details", "div", "dl", "dt", "footer", "h1", "h2",
-                "h3", "head", "header", "html", "li", "main", "meta", "nav", "ol", "p", "section", "span", "style",
-                "summary", "table", "tbody", "td", "th", "thead", "title", "tr", "ul"}
-ALLOWED_ATTRS = {"charset", "class", "colspan", "content", "href", "http-equiv", "id", "lang", "name", "open", "scope"}
+                "h3", "head", "header", "html", "input", "label", "li", "main", "meta", "nav", "ol", "p", "script",
+                "section", "small", "span", "style", "summary", "table", "tbody", "td", "th", "thead", "title", "tr",
+                "ul",
+                # the timeline picture
+                "svg", "text", "tspan", "line", "circle", "polygon"}
+ALLOWED_ATTRS = {"charset", "class", "colspan", "content", "href", "http-equiv", "id", "lang", "name", "open", "scope",
+                 "title", "hidden", "for", "type", "placeholder", "autocomplete", "spellcheck", "aria-controls",
+                 "role", "aria-labelledby", "viewbox", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "points"}
 ALLOWED_CLASSES = {"alert", "badge", "card", "cards", "chain", "cmd", "conf", "ctx", "dest", "egress", "facts",
                    "files", "finding", "gatekeeper", "host", "in", "link", "mark", "matrix", "ok", "pid", "plain",
                    "playbook", "pname", "quarantine", "role", "s1", "s2", "s3", "s4", "stage", "strong", "t", "tag",
                    "timeline", "top", "tree", "verdict", "weak", "why", "yes", "no", "missing", "unknown", "absent",
-                   "nonalert", "suppressed", "omitted", "sev0", "sev1", "sev2", "sev3", "sev4", "sev5"}
-VOID = {"br", "meta"}
+                   "nonalert", "suppressed", "omitted", "sev0", "sev1", "sev2", "sev3", "sev4", "sev5",
+                   "c0", "c1", "c2", "c3", "c4", "c5", "sx", "search", "index", "pips", "pip", "meta", "cols",
+                   "links", "more", "need", "miss", "ready", "lead", "hosts", "short", "h", "d", "fold", "src",
+                   "tl", "lt", "lane", "axis", "tick", "tk", "dot", "drop", "egress-rule", "egress-mark", "main",
+                   "ml", "rel", "start", "end", "steps", "none"}
+VOID = {"br", "meta", "input"}
 
 
 class Page(HTMLParser):
@@ -157,16 +170,20 @@ def test_render_report_bundled_samples_has_every_section(bundled: Any) -> None:
     page = Page(render_report(docs, verdicts, coverages, GENERATED))
     assert not page.mismatched and not page.stack
     ids = {a.get("id") for _, a in page.elements}
-    assert {"coverage", "findings", "f1", "f2", "fleet-summary"} <= ids
-    hosts = [a for t, a in page.elements if t == "tr" and a.get("class") == "host"]
-    assert len(hosts) == 2
+    assert {"coverage", "findings", "f1", "f2", "fleet-summary", "q", "searchbar"} <= ids
+    # mac-02 falls short (weak app activity and exec details) and is spelled out; mac-01 meets every need.
+    hosts = page.find("tr", "host")
+    assert len(hosts) == 1
+    assert len(page.find("li", "sx")) == 1 and "1 host(s) fully ready" in page.text
     assert len(page.find("article", "finding")) == 2
     assert len(page.find("ul", "tree")) == 2
+    assert len(page.find("svg", "tl")) == 2
     assert len(page.find("table", "timeline")) == 2 and len(page.find("table", "egress")) == 2
     text = page.text
     for need in NEEDS:
         assert {n.need for n in verdicts[0].needs} >= {need}
-    assert "mac-01: can complete AN1316: yes" in text and "mac-02: can complete AN1316: yes" in text
+    assert "mac-02: can complete AN1316: yes" in text
+    assert "mac-01(2 records arrived out of order beyond 60 s)" in text
     assert "stage 1 app activity" in text and "stage 4 egress" in text
     assert "2→3 strong" in text and "downloaded as UpdateHelper.zip" in text
     assert "pid_lifetime" in text and "same pid within the process's lifetime (exec..exit)" in text
@@ -178,13 +195,25 @@ def test_render_report_head_declares_strict_csp_and_loads_nothing(bundled: Any) 
     docs, verdicts, coverages = bundled
     text = render_report(docs, verdicts, coverages, GENERATED)
     head = text[: text.index("<style>")]
-    assert CSP == "default-src 'none'; style-src 'unsafe-inline'"
     assert f'<meta http-equiv="Content-Security-Policy" content="{html.escape(CSP)}">' in head
     # The CSP comes before anything it governs: only the charset meta precedes it.
     assert head.index("Content-Security-Policy") < head.index("<title>")
+    directives = dict(d.strip().split(" ", 1) for d in CSP.split(";"))
+    assert directives["default-src"] == "'none'" and directives["base-uri"] == "'none'"
+    assert directives["form-action"] == "'none'" and directives["style-src"] == "'unsafe-inline'"
+    # Scripts: only the one whose SHA-256 is in the policy; no 'unsafe-inline', no host, no scheme.
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    assert directives["script-src"] == f"'sha256-{digest}'"
     lowered = text.lower()
-    for marker in ("<script", "<img", "<link", "<iframe", "src=", "url(", "@import", "http://", "https://fonts"):
+    assert lowered.count("<script") == 1 and f"<script>{SCRIPT}</script>" in text
+    for marker in ("<img", "<link", "<iframe", "src=", "url(", "@import", "xmlns", "<base", "<form"):
         assert marker not in lowered, marker
+    # A URL may appear only as escaped text (a curl command line): never in an attribute, never a link out.
+    assert "https://cdn.update-check.example/p" in Page(text).text
+    page = Page(text)
+    assert not any("//" in (value or "") or "http" in (value or "") for _, attrs in page.elements
+                   for name, value in attrs.items() if name != "content")
+    assert all((a.get("href") or "").startswith("#") for t, a in page.elements if t == "a")
 
 
 def test_render_report_tags_attributes_and_classes_are_the_reports_own(bundled: Any) -> None:
@@ -329,7 +358,7 @@ def test_render_report_missing_stage_link_marked_not_linked() -> None:
                links=[])
     page = Page(render_report([doc], [], {}, GENERATED))
     assert "1→2 not linked" in page.text
-    assert page.find("li", "absent")
+    assert page.find("li", "unknown") and page.find("tr", "absent")
 
 
 def test_render_report_quarantined_route_shows_app_as_root_recorded_by_sender() -> None:
@@ -364,3 +393,130 @@ def test_render_report_many_findings_bounded_with_note() -> None:
     page = Page(render_report(docs, [], {}, GENERATED))
     assert len(page.find("article", "finding")) == 500
     assert "… 10 more findings not shown" in page.text
+
+
+# -- the redesign: findings first, timeline picture, compact matrix, one hashed script ---------------------------
+
+
+def _articles(text: str) -> list[str]:
+    """The raw HTML of each finding card, in page order."""
+    return [chunk[: chunk.index("</article>")] for chunk in text.split('<article class="finding')[1:]]
+
+
+def test_render_report_findings_lead_sorted_by_severity_before_coverage() -> None:
+    docs = []
+    for title, severity, alert in (("low", 2, True), ("crit-quiet", 5, False), ("medium", 3, True),
+                                   ("crit-alert", 5, True), ("high", 4, False)):
+        doc = _doc()
+        doc.update(severity_id=severity, is_alert=alert)
+        doc["finding_info"]["title"] = title
+        docs.append(doc)
+    verdicts = [Verdict("h", False, ("no network",), (NeedStatus("network", "missing", "none"),))]
+    text = render_report(docs, verdicts, {}, GENERATED)
+    # The findings (index and cards) come before the coverage matrix in the document.
+    assert text.index('id="findings"') < text.index('<table class="index"') < text.index('id="f1"') \
+        < text.index('id="coverage"') < text.index('<table class="matrix"')
+    page = Page(text)
+    expected = ["crit-alert", "crit-quiet", "high", "medium", "low"]
+    index_titles = [t for t in page.texts if t in set(expected)][: len(expected)]
+    assert index_titles == expected
+    cards = [next(t for t in expected if f"</span> {t}<span" in card) for card in _articles(text)]
+    assert cards == expected
+    rows = [a.get("class") for t, a in page.elements if t == "tr" and "sx" in (a.get("class") or "").split()
+            and "host" not in (a.get("class") or "")]
+    assert rows == ["sx c5", "sx c5", "sx c4", "sx c3", "sx c2"]
+    assert [a["href"] for t, a in page.elements if t == "a" and a["href"] not in {"#findings", "#coverage"}] == \
+        ["#f1", "#f2", "#f3", "#f4", "#f5"]
+
+
+def test_render_report_each_finding_has_timeline_svg_with_egress_marked(bundled: Any) -> None:
+    docs, verdicts, coverages = bundled
+    text = render_report(docs, verdicts, coverages, GENERATED)
+    cards = _articles(text)
+    assert len(cards) == 2
+    for card in cards:
+        page = Page(card)
+        svgs = page.find("svg", "tl")
+        assert len(svgs) == 1
+        assert svgs[0]["role"] == "img" and svgs[0]["aria-labelledby"]
+        # The main egress marker (a diamond) and one per attributed connection, each with a rule to the axis.
+        assert len(page.find("polygon", "main")) == 1
+        assert len(page.find("polygon", "egress-mark")) == len(page.find("line", "egress-rule")) + 1 >= 2
+        # Stages 1-3 as markers, each lane titled.
+        assert {c for a in page.find("circle", "mark") for c in (a["class"] or "").split()} >= {"s1", "s2", "s3"}
+        title = next(t for t in page.texts if t.startswith("Timeline: "))
+        assert "stage 1 app activity +0 s" in title and "stage 4 egress +" in title
+    mac02 = Page(next(c for c in cards if "mac-02" in c)).text
+    # Relative times on the markers, and the waits between stages (10 minutes, then about a second each).
+    assert "+10 min 30 s" in mac02 and "+10 min 32 s" in mac02
+    assert "between stages: 1→2 10 min 30 s   ·   2→3 1.2 s   ·   3→4 513 ms" in mac02
+    assert "curl connected to 203.0.113.7:443" in mac02
+
+
+def test_render_report_timeline_svg_without_egress_or_times_says_so() -> None:
+    doc = _doc(timeline=[{"time": "2026-03-02T09:15:02.118Z", "stage": 1, "text": "Safari launch"},
+                         {"time": "2026-03-02T09:17:02.118Z", "stage": 3, "text": "sh ran"}])
+    card = Page(_articles(render_report([doc], [], {}, GENERATED))[0])
+    assert not card.find("polygon", "egress-mark")
+    assert card.find("text", "absent") and "not seen" in card.text
+    assert "+2 min" in card.text and "between stages: 1→3 2 min" in card.text
+    bare = Page(_articles(render_report([_doc()], [], {}, GENERATED))[0])
+    assert "no event time was recorded" in bare.text
+
+
+def _verdict(host: str, can: bool, **statuses: str) -> Verdict:
+    needs = tuple(NeedStatus(need, statuses.get(need, "ok"), f"{need} detail of {host}") for need in NEEDS)
+    reasons = tuple(f"{need} is {status}" for need, status in statuses.items())
+    return Verdict(host, can, reasons, needs)
+
+
+def test_render_report_matrix_spells_out_only_hosts_that_fall_short() -> None:
+    verdicts = [_verdict(f"ready-{i}", True) for i in range(5)]
+    verdicts.insert(2, _verdict("weak-host", True, process_exec="weak"))
+    verdicts.append(_verdict("blind-host", False, network="missing", app_activity="weak"))
+    page = Page(render_report([], verdicts, {}, GENERATED))
+    rows = page.find("tr", "host")
+    assert len(rows) == 2
+    short_text = "".join(page.texts[page.texts.index("blind-host"):page.texts.index("✓ 5 host(s) fully ready: "
+                                                                                    "every need of the chain has "
+                                                                                    "telemetry")])
+    # The host that cannot complete the chain comes first; each row names what it misses, and only that.
+    assert short_text.index("blind-host") < short_text.index("weak-host")
+    assert "network detail of blind-host" in short_text and "app_activity detail of blind-host" in short_text
+    assert "process_exec detail of weak-host" in short_text
+    assert "file_events detail" not in short_text and "ready-" not in short_text
+    # The ready hosts: a count, and their names folded away (the search box still reaches them).
+    ready = page.find("li", "sx")
+    assert len(ready) == 5
+    assert "5 host(s) meet every need; 2 fall short" in page.text
+    marks = [a.get("class") for t, a in page.elements if t == "td" and a.get("class") in {"ok", "weak", "missing"}]
+    assert marks == ["weak", "ok", "ok", "ok", "missing", "ok", "ok", "weak", "ok", "ok"]
+
+
+def test_render_report_script_close_and_quotes_in_host_stay_text() -> None:
+    host = '</script><script>alert(1)</script>"\'\u202e<!--'
+    doc = _doc()
+    doc["device"]["hostname"] = host
+    doc["unmapped"]["chainwatch"]["process_tree"] = [{"depth": 0, "pid": 1, "name": host, "path": "/x"}]
+    doc["unmapped"]["chainwatch"]["timeline"] = [{"time": "2026-03-02T09:15:02Z", "stage": 1, "text": host}]
+    text = render_report([doc], [_verdict(host, False, network="missing")], {}, GENERATED)
+    # One script element, the page's own, at the end; the host is text wherever it is shown.
+    assert text.lower().count("<script") == 1 and text.lower().count("</script") == 1
+    assert text.rstrip().endswith(f"<script>{SCRIPT}</script></body></html>")
+    assert "<!--" not in text and "\u202e" not in text
+    page = Page(text)
+    assert not page.mismatched and not page.stack
+    shown = '</script><script>alert(1)</script>"\'\\u202e<!--'
+    assert page.text.count(shown) >= 4  # index row, card summary, tree, matrix row
+
+
+def test_timeline_parse_time_and_relative() -> None:
+    assert parse_time_ns("2026-03-02T09:15:02.118000000Z") == 1_772_442_902_118_000_000
+    assert parse_time_ns(iso_ns(1_772_442_902_118_000_123)) == 1_772_442_902_118_000_123
+    for bad in ("2026-13-02T09:15:02Z", "2026-03-02 09:15:02", None, 5, "x" * 100):
+        assert parse_time_ns(bad) is None
+    cases = {0: "+0 s", 513_000_000: "+513 ms", 41_800_000_000: "+41.8 s", 60 * 10**9: "+1 min",
+             631 * 10**9: "+10 min 31 s", 7500 * 10**9: "+2 h 05 min", 90_000 * 10**9: "+1 d 1 h"}
+    for delta, expected in cases.items():
+        assert relative(delta) == expected
+    assert relative(-2 * 10**9) == "\N{MINUS SIGN}2 s" and relative(2 * 10**9, sign=False) == "2 s"
