@@ -128,8 +128,9 @@ def worker_chainwatch(fleet: Path, marks: int = 0) -> dict[str, Any]:
     files = fleet_files(fleet)
     total_records = int(orjson.loads((fleet / "manifest.json").read_bytes())["records"]) if marks else 0
     store = InMemoryStore()
-    engine = Engine(load_policy(), store)
-    normalizer = Normalizer()
+    policy = load_policy()
+    engine = Engine(policy, store)
+    normalizer = Normalizer(tracked_only=policy)
     base = rss_kib()
     samples: list[dict[str, Any]] = []
     next_mark = 1

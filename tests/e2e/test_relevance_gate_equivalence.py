@@ -1,6 +1,7 @@
-"""The relevance gate changes no finding: on every corpus scenario, the bundled samples and a generated fleet with
-its background noise, detection with the gate and without it gives the same findings — same ids, same OCSF
-documents, same stories — and the same counts of records, events and skip labels."""
+"""The relevance gate and tracked-only mapping change no finding: on every corpus scenario, the bundled samples, the
+shared fixtures and a generated fleet with its background noise, detection with them and without them gives the
+same findings — same ids, same OCSF documents, same stories. The gate alone also keeps every count (records,
+events, skip labels)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ FOLDERS = [*sorted(p for p in (ROOT / "tests" / "corpus").iterdir() if p.is_dir(
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
-def _detect(paths: list[Path], gate: bool) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
-    normalizer = Normalizer(gate=gate)
+def _detect(paths: list[Path], gate: bool, tracked_only: bool = False) -> tuple[list[tuple[str, str, str]],
+                                                                              dict[str, Any]]:
+    normalizer = Normalizer(gate=gate, tracked_only=POLICY if tracked_only else None)
     engine = Engine(POLICY, InMemoryStore(), clock=lambda: 0)
     for path in iter_files(paths):
         if path.name in ("expected.json", "truth.json", "manifest.json"):
@@ -46,6 +48,10 @@ def _same(paths: list[Path]) -> dict[str, Any]:
     with_gate, stats_gated = _detect(paths, gate=True)
     without, stats_plain = _detect(paths, gate=False)
     assert with_gate == without
+    # What detect runs: the gate and tracked-only mapping together.
+    lean, stats_lean = _detect(paths, gate=True, tracked_only=True)
+    assert lean == without
+    assert stats_lean["records"] == stats_plain["records"] and stats_lean["rejected"] <= stats_plain["rejected"]
     undecoded = stats_gated.pop("skipped_undecoded")
     assert stats_plain.pop("skipped_undecoded") == {}
     assert stats_gated == stats_plain

@@ -59,6 +59,8 @@ def run_detect(args: Any, normalizer: Normalizer, iter_events: EventSource, stac
     from chainwatch.sources.reader import iter_files
 
     policy = load_policy(args.policy, window=args.window)
+    # Detection needs only what the engine keeps: records it would drop are left unmapped (findings unchanged).
+    normalizer.tracked_only = policy
     engine = Engine(policy, InMemoryStore())
     files = list(iter_files(args.paths))
     total = 0

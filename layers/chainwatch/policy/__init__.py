@@ -296,6 +296,17 @@ class Policy:
         whose parent does (a stealer re-launching a copy of itself from a hidden folder is part of it, wherever
         the copy lives), and apps in ``/Applications`` that no signature vouches for (:meth:`unvetted_app`).
         """
+        key = ("tracks", executable, signature, parent_executable)
+        cache = self._cache
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._tracks_image(executable, signature, parent_executable)
+            if len(cache) > 65536:
+                cache.clear()
+        return found
+
+    def _tracks_image(self, executable: str | None, signature: CodeSignature | None,
+                      parent_executable: str | None) -> tuple[bool, Classification | None]:
         role = self.classify(executable, signature)
         if role is not None:
             return True, role

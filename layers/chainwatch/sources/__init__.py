@@ -21,10 +21,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 from chainwatch.errors import RecordError
 from chainwatch.events import AnyEvent, SourceFormat
+from chainwatch.policy import Policy
 from chainwatch.sources import ecs, eslogger, jamf_protect, ocsf, unifiedlog
 from chainwatch.sources.reader import Record, Rejection, excerpt
 from chainwatch.sources.relevance import Gated, RelevanceGate
@@ -32,6 +33,12 @@ from chainwatch.sources.relevance import Gated, RelevanceGate
 #: Detection order: the cheapest and most specific checks first.
 SOURCES: tuple[ModuleType, ...] = (eslogger, unifiedlog, ecs, ocsf, jamf_protect)
 BY_FORMAT: dict[SourceFormat, ModuleType] = {module.FORMAT: module for module in SOURCES}
+#: Per source module, event class -> the counter key ``(source, kind)``: counting an event costs no enum lookups
+#: (every module's events carry its own ``FORMAT``).
+_COUNT_KEYS: dict[ModuleType, dict[type, tuple[str, str]]] = {
+    module: {cls: (module.FORMAT.value, cls.kind.value) for cls in get_args(AnyEvent)} for module in SOURCES}
+#: Modules that can leave what the engine would never keep unmapped (``tracked_only``).
+_POLICY_AWARE = frozenset({eslogger, ecs})
 
 
 def detect_format(doc: dict[str, Any]) -> ModuleType | None:
@@ -95,6 +102,14 @@ class Normalizer:
         Read every record as this format instead of detecting it per record.
     on_reject:
         Called with each :class:`Rejection` (for a rejects file or a quarantine destination).
+    gate:
+        Consult the relevance gate (:mod:`chainwatch.sources.relevance`) before decoding lines; it never changes
+        the events produced, only skips the decoding of records that would produce none.
+    tracked_only:
+        With a policy, leave unmapped (and count under their own labels) the exec/fork records and connections
+        the engine would never keep under that policy. Findings are unchanged; the event stream is not, so this
+        is for detection only, never where every event is counted (coverage, ``normalize``). A record left
+        unmapped is not validated either: a broken one is counted under its label, not rejected.
     """
 
     def __init__(
@@ -103,10 +118,13 @@ class Normalizer:
         forced_format: SourceFormat | None = None,
         on_reject: Callable[[Rejection], None] | None = None,
         gate: bool = True,
+        tracked_only: Policy | None = None,
     ) -> None:
         self._forced = BY_FORMAT[forced_format] if forced_format else None
         self._on_reject = on_reject
         self.stats = NormalizeStats()
+        #: The policy of tracked-only mapping (``None``: map everything); see the class docstring.
+        self.tracked_only = tracked_only
         #: What the reader should consult before decoding a line (``None``: decode everything).
         self.gate: RelevanceGate | None = relevance_gate(forced_format) if gate else None
 
@@ -127,7 +145,10 @@ class Normalizer:
             self.reject(Rejection(record.ref, unrecognized_reason(doc), None, excerpt(_short_repr(doc))))
             return []
         try:
-            result = module.map_record(doc, record.ref, host)
+            if self.tracked_only is not None and module in _POLICY_AWARE:
+                result = module.map_record(doc, record.ref, host, policy=self.tracked_only)
+            else:
+                result = module.map_record(doc, record.ref, host)
         except _MAPPING_FAILURES as exc:
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
             self.reject(Rejection(record.ref, reason, module.FORMAT.value, excerpt(_short_repr(doc))))
@@ -137,8 +158,9 @@ class Normalizer:
             return []
         mapped: list[AnyEvent] = result
         events = self.stats.events
+        keys = _COUNT_KEYS[module]
         for event in result:
-            events[(event.source.value, event.kind.value)] += 1
+            events[keys[type(event)]] += 1
         return mapped
 
     def run(self, items: Iterable[Record | Rejection | Gated], host: str) -> Iterator[AnyEvent]:
@@ -146,9 +168,9 @@ class Normalizer:
         stats = self.stats
         for item in items:
             if type(item) is Gated:
-                stats.records += 1
-                stats.skipped[item.label] += 1
-                stats.gated[item.label] += 1
+                stats.records += item.count
+                stats.skipped[item.label] += item.count
+                stats.gated[item.label] += item.count
                 continue
             if isinstance(item, Rejection):
                 stats.records += 1

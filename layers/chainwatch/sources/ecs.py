@@ -55,6 +55,7 @@ from chainwatch.events import (
     XattrAction,
     XattrChange,
 )
+from chainwatch.policy import Policy, Role
 from chainwatch.sources.common import as_dict, as_int, as_str, as_str_tuple, parse_time_ns
 
 FORMAT = SourceFormat.ECS
@@ -272,8 +273,12 @@ def _host(doc: dict[str, Any], fallback: str) -> str:
     return as_str(host.get("name")) or as_str(host.get("hostname")) or as_str(host.get("id")) or fallback
 
 
-def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | str:
+def map_record(doc: dict[str, Any], ref: RawRef, host: str, *, policy: Policy | None = None) -> list[AnyEvent] | str:
     """Map one ECS document to canonical events, or return the label of an unused event.
+
+    With ``policy`` (tracked-only mapping, what ``detect`` uses), a connection the engine would not keep (inbound,
+    to a non-egress address, or by a process it does not track or by the app itself) is labelled
+    :data:`UNTRACKED_NETWORK` instead of being mapped.
 
     Raises
     ------
@@ -291,7 +296,7 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
     if "file" in categories:
         return _map_file(doc, ref, host, action)
     if "network" in categories:
-        return _map_network(doc, ref, host, action)
+        return _map_network(doc, ref, host, action, policy)
     if "configuration" in categories and action == "gatekeeper_override":
         return _map_gatekeeper(doc, ref, host)
     return f"ecs:{categories[0] if categories else 'none'}/{action}"
@@ -422,7 +427,8 @@ def _deleted_xattr(doc: dict[str, Any]) -> str:
     return "unknown"
 
 
-def _map_network(doc: dict[str, Any], ref: RawRef, host: str, action: str) -> list[AnyEvent] | str:
+def _map_network(doc: dict[str, Any], ref: RawRef, host: str, action: str,
+                 policy: Policy | None = None) -> list[AnyEvent] | str:
     default_direction = NETWORK_ACTIONS.get(action)
     if default_direction is None:
         return f"ecs:network/{action}"
@@ -438,11 +444,13 @@ def _map_network(doc: dict[str, Any], ref: RawRef, host: str, action: str) -> li
                 hostname = address
     if dst_ip is None and hostname is None:
         raise RecordError(f"network {action} event has no destination.ip, .address or .domain")
-    source = as_dict(doc.get("source"))
     network = as_dict(doc.get("network"))
     direction_text = network.get("direction")
     direction = DIRECTIONS.get(direction_text, default_direction) if isinstance(direction_text, str) \
         else default_direction
+    if policy is not None and not _may_be_egress(policy, doc, dst_ip, direction):
+        return UNTRACKED_NETWORK
+    source = as_dict(doc.get("source"))
     return [NetworkConnection(
         **_common(doc, ref, host),
         process=_actor(doc),
@@ -454,6 +462,27 @@ def _map_network(doc: dict[str, Any], ref: RawRef, host: str, action: str) -> li
         src_ip=as_str(source.get("ip")),
         src_port=as_int(source.get("port")),
     )]
+
+
+#: The label of a connection tracked-only mapping leaves unmapped.
+UNTRACKED_NETWORK = "ecs:network(untracked)"
+
+
+def _may_be_egress(policy: Policy, doc: dict[str, Any], dst_ip: str | None, direction: Direction) -> bool:
+    """The engine's rule for keeping a connection, on the fields its mapping would read (``_image``)."""
+    if direction is Direction.INBOUND or policy.destination_class(dst_ip) == "not_egress":
+        return False
+    proc = doc.get("process")
+    if not isinstance(proc, dict):
+        return True
+    executable = as_str(proc.get("executable"))
+    if executable is None:
+        return True
+    if as_int(proc.get("pid")) is None and _decode(as_str(proc.get("entity_id"))) is None:
+        return True  # no process at all once mapped: kept as an unattributed connection
+    matters, role = policy.tracks_image(executable, _signature(proc.get("code_signature")),
+                                        as_str(as_dict(proc.get("parent")).get("executable")))
+    return matters and (role is None or role.role not in (Role.APP, Role.HELPER))
 
 
 def _is_ip(text: str) -> bool:

@@ -47,6 +47,7 @@ from chainwatch.events import (
     XattrAction,
     XattrChange,
 )
+from chainwatch.policy import Policy
 from chainwatch.sources.common import as_dict, as_int, as_str, as_str_tuple, parse_start_time_ns, parse_time_ns
 
 FORMAT = SourceFormat.ESLOGGER
@@ -149,6 +150,21 @@ def _signature(signing_id: Any, team_id: Any, platform: Any, category: Any, cdha
     )
 
 
+def _executable(proc: Any) -> str | None:
+    """``executable.path`` of an ``es_process_t`` (``None`` when absent or not a string)."""
+    executable = proc.get("executable") if type(proc) is dict else None
+    path = executable.get("path") if type(executable) is dict else None
+    return path if type(path) is str else None
+
+
+def _process_signature(proc: dict[str, Any]) -> CodeSignature:
+    try:
+        return _signature(proc.get("signing_id"), proc.get("team_id"), proc.get("is_platform_binary"),
+                          proc.get("cs_validation_category"), proc.get("cdhash"))
+    except TypeError:  # an unhashable value where a scalar belongs
+        return CodeSignature()
+
+
 def process_ref(
     proc: Any, *, args: tuple[str, ...] = (), cwd: str | None = None, parent_executable: str | None = None
 ) -> ProcessRef:
@@ -161,16 +177,9 @@ def process_ref(
     pid, version, euid = token
     parent = _token(proc.get("parent_audit_token"))
     responsible = _token(proc.get("responsible_audit_token"))
-    executable = proc.get("executable")
-    path = executable.get("path") if type(executable) is dict else None
     start = proc.get("start_time")
     ppid = proc.get("ppid")
     original_ppid = proc.get("original_ppid")
-    try:
-        signature = _signature(proc.get("signing_id"), proc.get("team_id"), proc.get("is_platform_binary"),
-                               proc.get("cs_validation_category"), proc.get("cdhash"))
-    except TypeError:  # an unhashable value where a scalar belongs
-        signature = CodeSignature()
     return ProcessRef(
         pid=pid,
         entity_id=f"es:{pid}:{version}" if version is not None else None,
@@ -181,11 +190,11 @@ def process_ref(
         responsible_pid=responsible[0] if responsible else None,
         responsible_entity_id=f"es:{responsible[0]}:{responsible[1]}"
         if responsible and responsible[1] is not None else None,
-        executable=path if type(path) is str else None,
+        executable=_executable(proc),
         args=args,
         cwd=cwd,
         uid=euid,
-        signature=signature,
+        signature=_process_signature(proc),
         start_time_ns=parse_start_time_ns(start) if type(start) is str else None,
     )
 
@@ -268,8 +277,12 @@ def _map_copy(name: str, payload: dict[str, Any], common: dict[str, Any], actor:
                       source_path=_file_path(payload.get("source")))]
 
 
-def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | str:
+def map_record(doc: dict[str, Any], ref: RawRef, host: str, *, policy: Policy | None = None) -> list[AnyEvent] | str:
     """Map one eslogger record to canonical events, or return the label of an unused event type.
+
+    With ``policy`` (tracked-only mapping, what ``detect`` uses), an ``exec`` or ``fork`` of a process the engine
+    would not track (:meth:`Policy.tracks_image`, decided on the same fields the full mapping would read) is
+    labelled ``eslogger:exec(untracked)`` / ``eslogger:fork(untracked)`` instead of being mapped.
 
     Raises
     ------
@@ -291,6 +304,8 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
     proc = doc["process"]
     common: dict[str, Any] = {"time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref}
 
+    if policy is not None and name in _UNTRACKED and _untracked(policy, name, payload, proc):
+        return _UNTRACKED[name]
     if name == "exec":
         instigator = process_ref(proc)
         cwd = _file_path(payload.get("cwd"))
@@ -352,6 +367,22 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str) -> list[AnyEvent] | 
         signing_id=as_str(signing.get("signing_id")), team_id=as_str(signing.get("team_id")),
         sha256=as_str(payload.get("sha256")),
     )]
+
+
+_UNTRACKED = {"exec": "eslogger:exec(untracked)", "fork": "eslogger:fork(untracked)"}
+
+
+def _untracked(policy: Policy, name: str, payload: dict[str, Any], proc: Any) -> bool:
+    """Whether the engine would drop this exec/fork: the inputs of its admission rule, read without mapping."""
+    if name == "exec":
+        target = payload.get("target")
+        if type(target) is not dict:
+            return False  # broken: the full mapping rejects it with its reason
+        return not policy.tracks_image(_executable(target), _process_signature(target), _executable(proc))[0]
+    child = payload.get("child")
+    if type(child) is not dict:
+        return False
+    return policy.classify(_executable(child), _process_signature(child)) is None
 
 
 def _wait_status(stat: int | None) -> tuple[int | None, int | None]:

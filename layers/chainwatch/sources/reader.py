@@ -236,7 +236,8 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
     """Read records from an iterable of raw lines (a binary file object or a list of lines).
 
     On the JSON-lines path, ``gate`` (a :class:`~chainwatch.sources.relevance.RelevanceGate`) sees each line
-    before it is decoded; a line it labels is yielded as that label (a ``Gated`` item) and never decoded.
+    before it is decoded; a line it labels is never decoded, only counted: the counts per label come as
+    :class:`~chainwatch.sources.relevance.Gated` items at the end of the stream.
     """
     iterator = iter(lines)
     line_no = 0
@@ -252,11 +253,12 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
         yield Rejection(RawRef(origin, line_no), "not a JSON record (text line)", excerpt=excerpt(raw))
     else:
         return
+    counts: dict[Gated, int] = {}
     gated = gate(raw) if gate is not None else None
     if gated is not None:
         # A line the gate recognises is one whole record, so the file is JSON lines like any whose first line
         # decodes (the gate passes anything that does not look like one complete object).
-        yield gated
+        counts[gated] = 1
     else:
         first, reason = _loads_line(raw)
         if reason is not None:
@@ -272,7 +274,7 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
         if gate is not None:
             gated = gate(raw)
             if gated is not None:
-                yield gated
+                counts[gated] = counts.get(gated, 0) + 1
                 continue
         try:
             data = loads(raw)
@@ -285,6 +287,8 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
             yield Record(data, RawRef(origin, line_no))
         else:
             yield from _expand(data, RawRef(origin, line_no))
+    for gated, count in counts.items():
+        yield Gated(gated.source, gated.label, count)
 
 
 def _read_documents(blob: bytes, origin: str, first_line: int) -> Iterator[Item]:

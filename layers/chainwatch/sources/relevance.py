@@ -44,13 +44,15 @@ from chainwatch.sources.unifiedlog import ANY_PROCESS, PATTERNS, SKIP_UNCLASSIFI
 
 @dataclass(frozen=True, slots=True)
 class Gated:
-    """A record the gate set aside unread: the source it is from and the label its source module would give it.
+    """Records the gate set aside unread: the source, the label its source module would give them, how many.
 
-    One instance per label is shared by every record so labelled (the gate allocates nothing per record).
+    The gate returns one shared instance per label (it allocates nothing per record); the reader counts them and
+    hands on one instance per label with its ``count``.
     """
 
     source: str
     label: str
+    count: int = 1
 
 
 Gate = Callable[[bytes], Gated | None]
