@@ -4,6 +4,7 @@ under moto, the generator's drift check, and the folder walks that must not read
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import shutil
@@ -176,6 +177,54 @@ def test_lambda_events_sam_validate_broken_template_fails(sam: Path, tmp_path: P
 
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def _python312() -> str | None:
+    """A Python 3.12 interpreter (``sam build`` needs one on PATH for ``BuildMethod: python3.12``), if any:
+    ``python3.12`` on PATH when it runs (a pyenv shim may not), else a pyenv 3.12 install."""
+    candidates = [shutil.which("python3.12") or "", *sorted(glob.glob(os.path.expanduser(
+        "~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True)]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.startswith("Python 3.12"):
+            return candidate
+    return None
+
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code plus all its layers, unzipped
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def test_lambda_events_sam_build_layer_for_arm64_fits_lambda(sam: Path, tmp_path: Path) -> None:
+    python312 = _python312()
+    if python312 is None:
+        pytest.skip("sam build needs python3.12 (the template's BuildMethod); none found on PATH or in pyenv")
+    out = tmp_path / "build"
+    env = {"PATH": f"{Path(python312).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", "AWS_EC2_METADATA_DISABLED": "true",
+           "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", os.path.expanduser("~/.cache/pip"))}
+    result = subprocess.run([str(sam), "build", "--template", str(ROOT / "template.yaml"), "--base-dir", str(ROOT),
+                             "--build-dir", str(out)], cwd=tmp_path, capture_output=True, text=True, check=False,
+                            timeout=600, env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    site = out / "ChainwatchLayer" / "python"
+    assert (site / "chainwatch" / "sinks" / "security_lake.py").is_file()
+    assert (site / "chainwatch" / "policy" / "default.yaml").is_file()
+    # Native wheels for the Lambda's arm64 python3.12, not this machine's x86_64 ones.
+    assert (site / "pyarrow" / "lib.cpython-312-aarch64-linux-gnu.so").is_file()
+    assert (site / "orjson" / "orjson.cpython-312-aarch64-linux-gnu.so").is_file()
+    pins = [line.split("==") for line in (ROOT / "layers" / "requirements.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")]
+    for name, version in pins:
+        dist = name.split("[")[0].replace("-", "_").lower()
+        assert any(d.name.lower() == f"{dist}-{version}.dist-info" for d in site.iterdir()), (name, version)
+    for function in ("CorrelateFunction", "DispatchFunction"):
+        assert (out / function / "app.py").is_file()
+        assert _size(out / function) + _size(out / "ChainwatchLayer") < LAMBDA_UNZIPPED_LIMIT
 
 
 def test_lambda_events_settings_endpoint_from_the_declared_template_variable() -> None:
