@@ -120,3 +120,15 @@ def test_sinks_import_does_not_load_pyarrow() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
 
     assert result.stdout.strip() == "False"
+
+
+def test_write_parquet_statistics_on_query_columns_only() -> None:
+    doc = finding()
+    body = write_parquet([conform(doc)], [1])
+    group = pq.ParquetFile(io.BytesIO(body)).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+
+    time = columns["time"].statistics
+    assert time is not None and time.has_min_max and time.min == time.max == doc["time"]
+    assert columns["finding_info.uid"].statistics.min == doc["finding_info"]["uid"]
+    assert columns["message"].statistics is None
