@@ -225,6 +225,7 @@ def test_lambda_events_sam_build_layer_for_arm64_fits_lambda(sam: Path, tmp_path
     for function in ("CorrelateFunction", "DispatchFunction"):
         assert (out / function / "app.py").is_file()
         assert _size(out / function) + _size(out / "ChainwatchLayer") < LAMBDA_UNZIPPED_LIMIT
+    shutil.rmtree(out)  # ~200 MB; pytest keeps the last runs' temporary directories
 
 
 def test_lambda_events_settings_endpoint_from_the_declared_template_variable() -> None:
