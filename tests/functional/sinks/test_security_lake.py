@@ -1,4 +1,6 @@
-"""Security Lake custom-source sink against moto S3 (`mock_aws`): layout, determinism, retries, permanent errors.
+"""Security Lake custom-source sink against moto S3 (`mock_aws`), ``format: json`` (gzip'd OCSF JSON lines, one
+object per finding revision): layout, determinism, retries, permanent errors. The default Parquet format is tested
+in ``test_security_lake_parquet.py``.
 
 S3 failures moto cannot produce (``SlowDown``, 5xx) are injected at the HTTP layer by
 :class:`aws_support.FaultInjector` and parsed by botocore; every successful write goes to moto.
@@ -58,7 +60,7 @@ def sleeps() -> Sleeps:
 
 def make_sink(aws: ClientFactory, sleeps: Sleeps, max_attempts: int = 5, **config: Any) -> SecurityLakeSink:
     settings = {"kind": "security_lake", "bucket": BUCKET, "source_name": "chainwatch", "account_id": ACCOUNT,
-                **config}
+                "format": "json", **config}
     return SecurityLakeSink("lake", settings, context(aws, sleeps, max_attempts))
 
 
