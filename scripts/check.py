@@ -25,6 +25,12 @@ def main() -> None:
     python = sys.executable
     run("ruff", python, "-m", "ruff", "check", ".")
     run("mypy", python, "-m", "mypy")
+    # Set-up, not a test: the SAM CLI for the template tests goes into its own venv (its pins clash with ours),
+    # from the package registry, once per machine. Tests themselves only talk to loopback; without it they skip.
+    print("== tools: scripts/sam_cli.py (aws-sam-cli in its own environment)", flush=True)
+    tools = subprocess.run([python, str(ROOT / "scripts" / "sam_cli.py")], cwd=ROOT, check=False)  # noqa: S603
+    if tools.returncode != 0:
+        print("== tools: the SAM CLI could not be installed; its tests will skip", flush=True)
     run("pytest", python, "-m", "pytest", *sys.argv[1:])
 
 

@@ -36,6 +36,13 @@ def venv_dir() -> Path:
     return cache / "chainwatch" / f"sam-cli-{digest}"
 
 
+def installed() -> Path | None:
+    """The ``sam`` executable when its environment is complete, else ``None`` (never installs anything)."""
+    venv = venv_dir()
+    sam = venv / "bin" / "sam"
+    return sam if (venv / _MARKER).is_file() and sam.is_file() else None
+
+
 def ensure() -> Path:
     """The ``sam`` executable, installing the environment first when it is missing or incomplete.
 
