@@ -370,7 +370,7 @@ def test_splunk_hec_indexer_ack_token_gets_channel_and_ack_id(finding: dict[str,
         server.stop()
 
     assert no_channel.outcome is Outcome.FAILED_PERMANENT and "Data channel is missing" in (no_channel.response or "")
-    assert result.outcome is Outcome.DELIVERED and "ackId 1" in result.detail
+    assert result.outcome is Outcome.DELIVERED and "ackId 0" in result.detail
 
 
 def test_splunk_hec_missing_url_or_secret_failed_permanent(finding: dict[str, Any]) -> None:
