@@ -13,16 +13,33 @@ HEC answers ``{"text": ..., "code": N}``: 0 is success; 8 (500) and 9 (503 serve
 again in a new request (whether HEC kept the events before the bad one is not documented, so a possible
 duplicate is preferred over a possible loss).
 
-HEC has no server-side dedupe. **In use: search-time dedupe on stable keys.** Every event carries ``finding_id``
-and ``revision`` (also as indexed fields), and with ``dedupe: true`` (default) the sink records the last revision
-it delivered per chain in the :class:`~chainwatch.sinks.base.TicketMap` (DynamoDB in Lambda), so a chain delivered
-twice is one event. A reply lost after HEC indexed the batch still makes the retry index it again; the documented
-search removes those copies::
+HEC has no server-side dedupe. Two protections, and the result ``detail`` says which one a delivery had:
 
-    index=security sourcetype=chainwatch:finding | dedup finding_id revision
+* **Search-time dedupe on stable keys (always, and the only one by default).** Every event carries
+  ``finding_id`` and ``revision`` (also as indexed fields), and with ``dedupe: true`` (default) the sink records
+  the last revision it delivered per chain in the :class:`~chainwatch.sinks.base.TicketMap` (DynamoDB in Lambda),
+  so a chain delivered twice is one event. A reply lost after HEC took the batch still makes the retry send it
+  again; the documented search removes those copies::
 
-HEC indexer acknowledgement (``X-Splunk-Request-Channel`` + ``/services/collector/ack``) is not used yet: ``channel``
-is only sent as a header for tokens that require one.
+      index=security sourcetype=chainwatch:finding | dedup finding_id revision
+
+* **Indexer acknowledgement (``indexer_ack: true``; Splunk Enterprise tokens with "Enable indexer
+  acknowledgement").** Every request carries ``X-Splunk-Request-Channel: <GUID>`` (``channel``, or a GUID derived
+  from the sink's name and URL, the same in every invocation); HEC answers ``{"code": 0, "ackId": N}``, and a
+  delivery counts as delivered only once ``POST /services/collector/ack`` ``{"acks": [N]}`` reads ``true``. The
+  sink polls (``ack_poll_interval``, doubling up to 10 s; 429/503 and ``Retry-After`` honoured) for at most
+  ``ack_timeout`` seconds and never past the time budget. Before polling it records
+  ``acking:r<revision>:<ackId>:<channel>:<revision delivered before>:<epoch>`` in the ledger, so an ack not
+  confirmed in time (a slow indexer, the invocation cut off) leaves the delivery for a later attempt, which asks
+  HEC about that ackId first and sends the events again only if it still is not true (at-least-once: an ack that
+  is lost, or forgotten by HEC after it answered true, can still mean a copy; the search above covers it). A
+  reply lost *before* the ackId arrived cannot be asked about, so that request is sent again as without ack.
+  A token without acknowledgement answers without an ackId: the delivery counts as delivered, and the detail
+  says indexing was not confirmed.
+
+A token with acknowledgement on rejects every request without a channel (400, code 10 "Data channel is missing";
+code 11 for a channel that is not a GUID): the sink reports that as a permanent configuration error naming
+``indexer_ack``. ``mode`` says which protection a sink is configured for.
 
 Events are kept under ``max_event_bytes`` (default 9000): Splunk's default ``TRUNCATE`` of 10000 bytes would
 otherwise cut a long event mid-JSON. Every string is made printable, bounded and formula-neutralized, because
@@ -36,7 +53,10 @@ Configuration::
     sourcetype: chainwatch:finding                 # optional
     source: chainwatch                             # optional
     index: security                                # optional; the token's default index otherwise
-    channel: 1f2e...                               # optional X-Splunk-Request-Channel (tokens with indexer ack)
+    indexer_ack: false                             # true: confirm indexing through /services/collector/ack
+    channel: 0aa3f0b1-7c6e-4d8e-9b1a-1f2e3d4c5b6a  # optional channel GUID (default with indexer_ack: derived)
+    ack_timeout: 30                                # seconds of waiting for acks per send (within the budget)
+    ack_poll_interval: 1                           # first wait between ack questions (doubles, at most 10 s)
     verify: true                                   # TLS verification, or a CA bundle path
     dedupe: true                                   # one event per chain revision, via the ticket map
     max_event_bytes: 9000
@@ -139,8 +159,9 @@ class SplunkHecSink(Sink):
     @property
     def mode(self) -> str:
         """Which duplicate protection is configured: ``indexer-ack`` or ``search-time-dedupe``."""
-        return "indexer-ack" if self.option("indexer_ack", False) in (True, "true", "yes", "1") else \
-            "search-time-dedupe"
+        enabled = self.option("indexer_ack", False)
+        on = enabled is True or (isinstance(enabled, str) and enabled.strip().lower() in ("true", "yes", "1"))
+        return "indexer-ack" if on else "search-time-dedupe"
 
     # -- configuration -----------------------------------------------------------------------------------------
 
