@@ -686,3 +686,40 @@ def test_splunk_hec_indexer_ack_on_but_token_without_ack_delivered_and_says_unco
     assert "does not use indexer acknowledgement" in result.detail and "search-time dedupe" in result.detail
     assert ack_requests(server) == []
     assert "has no indexer acknowledgement" in caplog.text
+
+
+def test_splunk_hec_indexer_ack_reply_to_ack_question_lost_later_attempt_sends_again(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    # HEC answered "true" but the reply was lost, and HEC forgets an ack it reported: every later question reads
+    # false, so the delivery is sent again (at-least-once). The copy carries the same dedupe keys.
+    server, url = ack_hec
+    server.index_after_queries = 0
+    server.drop_response_after_indexing(path="ack")
+    sink, _, _ = make_sink(url, indexer_ack=True, ack_timeout=2)
+    now = [1_700_000_000.0]
+    sink.clock = lambda: now[0]
+    [delivery] = deliveries(finding)
+
+    [first] = sink.send([delivery])
+    now[0] += 60
+    [second] = sink.send([delivery])
+
+    assert first.outcome is Outcome.FAILED_TRANSIENT and "not confirmed" in first.detail
+    assert second.outcome is Outcome.DELIVERED and "ackId 1 confirmed" in second.detail
+    assert len(server.event_requests()) == 2
+    assert {(e["fields"]["finding_id"], e["fields"]["revision"]) for e in server.events} == {
+        (delivery.finding_id, "1")}
+
+
+@pytest.mark.parametrize("garbled", ["acking:r1:zero:chan:0:1", "acking:r1", "acking:r1:0:c:0:1:extra"])
+def test_splunk_hec_indexer_ack_unreadable_ledger_entry_sent_again(ack_hec: tuple[SplunkHecServer, str],
+                                                                   finding: dict[str, Any], garbled: str) -> None:
+    server, url = ack_hec
+    sink, context, _ = make_sink(url, indexer_ack=True)
+    [delivery] = deliveries(finding)
+    context.ticket_map.set(delivery.finding_id, "splunk", garbled)
+
+    [result] = sink.send([delivery])
+
+    assert result.outcome is Outcome.DELIVERED and "ackId 0 confirmed" in result.detail
+    assert len(server.event_requests()) == 1
