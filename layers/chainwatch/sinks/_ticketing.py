@@ -15,10 +15,11 @@
 * **An uncertain create waits for the vendor's search index.** A create whose reply was lost (read timeout,
   dropped connection, 500/502/504) may have opened the ticket, and Jira's search does not show a new issue for
   tens of seconds, so looking it up at once finds nothing and a retry would open a second issue. Such a create is
-  not retried in the same attempt: the map records ``uncertain:<token>:<epoch of the attempt>`` and the delivery is left
-  for a later attempt (``retry_after`` = the lag); an attempt at least ``search_index_lag`` seconds after it looks
-  the ticket up (now trustworthy) and creates it only if the vendor still has none. ``search_index_lag`` defaults
-  to 60 s for Jira and 0 for ServiceNow, whose table query is consistent (there the lookup runs at once).
+  not retried in the same attempt: the map records ``uncertain:<token>:<epoch of the attempt>`` and the delivery
+  is left for a later attempt (``retry_after`` = the lag); an attempt at least ``search_index_lag`` seconds after
+  it looks the ticket up (now trustworthy) and creates it only if the vendor still has none.
+  ``search_index_lag`` defaults to 60 s for Jira and 0 for ServiceNow, whose table query is consistent (there the
+  lookup runs at once).
 * **One comment per revision.** :class:`RevisionLedger` records each revision a sink delivered (rows
   ``<sink>#r<revision>`` in the same map), so a repeated delivery (a dispatcher retry) neither comments twice nor
   re-pages an alert someone already resolved.
