@@ -11,7 +11,6 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ import orjson
 import pytest
 
 from chainwatch.app.cli import main
-from chainwatch.sinks.base import Delivery, DeliveryResult, Outcome, results_for
-from chainwatch.sinks.file import FileSink
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +58,7 @@ def _run(out_dir: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> LocalRu
     seconds = time.monotonic() - started
     (server,) = _RecordingServer.started
     sink_file = out_dir / "findings.jsonl"
-    delivered = [orjson.loads(line) for line in sink_file.read_bytes().splitlines()] if sink_file.exists() else []
+    delivered = [orjson.loads(line) for line in sink_file.read_bytes().splitlines()] if sink_file.is_file() else []
     return LocalRun(code, stdout.getvalue(), stderr.getvalue(), delivered, server.get_host_and_port(),
                     server._thread, seconds)
 
@@ -112,11 +109,12 @@ def test_cli_local_second_run_in_same_process_works_like_the_first(
 
 def test_cli_local_sink_that_stays_down_exits_non_zero_and_still_stops_the_server(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def down(self: FileSink, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
-        return results_for(deliveries, Outcome.FAILED_TRANSIENT, "disk full")
+    # A real fault, not a patched sink: a directory sits where the file sink must append its lines, so every
+    # attempt fails with the operating system's error (transient for the file sink) until re-delivery gives up.
+    out_dir = tmp_path / "out"
+    (out_dir / "findings.jsonl").mkdir(parents=True)
 
-    monkeypatch.setattr(FileSink, "send", down)
-    run = _run(tmp_path / "out", monkeypatch)
+    run = _run(out_dir, monkeypatch)
 
     assert run.code == 2
     assert "dispatch still failing after 5 deliveries" in run.stderr
@@ -128,12 +126,13 @@ def test_cli_local_sink_that_stays_down_exits_non_zero_and_still_stops_the_serve
 
 def test_cli_local_handler_that_raises_propagates_and_still_stops_the_server(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: FileSink, deliveries: Sequence[Delivery]) -> list[DeliveryResult]:
-        raise OSError("read-only file system")
+    # A real fault the file sink does not turn into a result: a path with a NUL byte makes the operating-system
+    # layer raise ValueError, which leaves the dispatch handler (a Lambda function error) and the CLI.
+    extra = tmp_path / "sinks.json"
+    extra.write_bytes(orjson.dumps([{"kind": "file", "name": "broken-file", "path": str(tmp_path / "a\0b.jsonl")}]))
 
-    monkeypatch.setattr(FileSink, "send", broken)
-    with pytest.raises(OSError, match="read-only"):
-        _run(tmp_path / "out", monkeypatch)
+    with pytest.raises(ValueError, match="null byte"):
+        _run(tmp_path / "out", monkeypatch, "--sinks", str(extra))
 
     (server,) = _RecordingServer.started
     assert _refuses(server.get_host_and_port())

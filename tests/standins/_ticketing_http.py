@@ -73,6 +73,14 @@ class _Script:
         return (self.method is None or self.method == method) and (self.path is None or path.startswith(self.path))
 
 
+@dataclass
+class _Gate:
+    method: str
+    path: str
+    remaining: int
+    barrier: threading.Barrier
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: StandinServer
@@ -106,6 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = Recorded(method, split.path, parse_qs(split.query),
                            {k.lower(): v for k, v in self.headers.items()}, body)
         self.server.record(request)
+        self.server.wait_at_gate(method, split.path)
         script = self.server.take_script(method, split.path)
         if script is not None and not script.after and script.reply is not None:
             request.status = script.reply.status
@@ -143,6 +152,7 @@ class StandinServer(ThreadingHTTPServer):
         self.lock = threading.RLock()
         self.requests: list[Recorded] = []
         self._scripts: deque[_Script] = deque()
+        self._gates: list[_Gate] = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -183,6 +193,29 @@ class StandinServer(ThreadingHTTPServer):
         """``count`` x 429, with ``Retry-After`` when given."""
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         self.fail_next(429, count=count, body=body, headers=headers, path=path)
+
+    def gate(self, method: str, path: str, parties: int, *, timeout: float = 10.0) -> None:
+        """Hold the next ``parties`` matching requests until all of them have arrived, then answer them together.
+
+        How a test makes concurrent workers interleave for certain (both look a ticket up before either creates
+        it) without touching their code; a party that never comes breaks the gate after ``timeout`` seconds.
+        """
+        with self.lock:
+            self._gates.append(_Gate(method, path, parties, threading.Barrier(parties, timeout=timeout)))
+
+    def wait_at_gate(self, method: str, path: str) -> None:
+        with self.lock:
+            gate = next((g for g in self._gates if g.remaining > 0 and g.method == method
+                         and path.startswith(g.path)), None)
+            if gate is None:
+                return
+            gate.remaining -= 1
+            if gate.remaining == 0:
+                self._gates.remove(gate)
+        try:
+            gate.barrier.wait()
+        except threading.BrokenBarrierError:
+            return  # a party never came: answer anyway (the test's assertions then say what went wrong)
 
     def take_script(self, method: str, path: str) -> _Script | None:
         with self.lock:

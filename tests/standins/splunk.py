@@ -11,11 +11,21 @@ It speaks the contract in ``../shared/reference/sinks.md`` section 2:
   or invalid (400), 12/13 event field required/blank (400), 15 error in handling indexed fields (400). Per-event
   errors carry ``invalid-event-number`` (zero-based).
 * Events before an invalid one are kept and the rest dropped (how HEC is commonly described to behave; the
-  reference does not say). Tokens can require indexer acknowledgement (a channel, ``ackId`` replies and
-  ``POST /services/collector/ack``), and ``GET /services/collector/health`` answers code 17.
+  reference does not say). ``GET /services/collector/health`` answers code 17.
+* **Indexer acknowledgement**, per token (``use_ack``): every event request needs a channel
+  (``X-Splunk-Request-Channel`` header or ``?channel=``; missing: 400 code 10 "Data channel is missing"; not a GUID:
+  400 code 11) and its success carries an ``ackId`` (per channel, from 0). ``POST /services/collector/ack`` with
+  ``{"acks": [ids]}`` answers ``{"acks": {"<id>": bool}}``: false until the stand-in has indexed that request (by
+  default after the ack has been asked about once, see ``index_after_queries``; :meth:`SplunkHecServer.hold_indexing`
+  keeps every ack false until :meth:`SplunkHecServer.index_pending`), false for an id it does not know, and an ack
+  reported true is forgotten (asked again, it is false). The ack mechanics come from secondary sources (NiFi's
+  QuerySplunkIndexingStatus docs: "Splunk serves information only about successful acknowledgement. In every other
+  case it will return a value of false ... unknown acknowledgement identifiers"); forgetting a reported ack is an
+  inference, the strictest reading. A token without ack answers the ack endpoint with 400 code 14.
 
-Failures are scriptable (:meth:`SplunkHecServer.fail_next`, :meth:`SplunkHecServer.reject_events_containing`) and
-every request is recorded. Standard library only, no pytest: the demo run imports it too.
+Failures are scriptable (:meth:`SplunkHecServer.fail_next` with ``path`` for the event or the ack endpoint,
+:meth:`SplunkHecServer.drop_response_after_indexing`, :meth:`SplunkHecServer.reject_events_containing`) and every
+request is recorded. Standard library only, no pytest: the demo run imports it too.
 """
 
 from __future__ import annotations
@@ -85,9 +95,30 @@ class Token:
 
 @dataclass
 class _Injection:
-    status: int
+    status: int  # 0: act on the request, then drop the connection without an answer
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    #: ``"event"``, ``"ack"`` or ``None`` (either endpoint).
+    endpoint: str | None = None
+
+    def matches(self, path: str) -> bool:
+        if self.endpoint == "event":
+            return path in EVENT_PATHS
+        if self.endpoint == "ack":
+            return path in ACK_PATHS
+        return path in EVENT_PATHS or path in ACK_PATHS
+
+
+@dataclass
+class _Ack:
+    """One acknowledgement: whether its request is indexed yet and how often a client asked about it."""
+
+    indexed: bool = False
+    queries: int = 0
+
+
+#: Returned by :meth:`SplunkHecServer.handle_request_data` for "close the connection without answering".
+DROP = -1
 
 
 class SplunkHecServer(ThreadingHTTPServer):
@@ -104,8 +135,11 @@ class SplunkHecServer(ThreadingHTTPServer):
         self._events: list[dict[str, Any]] = []
         self._injections: deque[_Injection] = deque()
         self._rejects: list[str] = []
-        self._next_ack = 0
-        self._acks: dict[str, set[int]] = {}
+        self._next_ack: dict[tuple[str, str], int] = {}
+        self._acks: dict[tuple[str, str], dict[int, _Ack]] = {}
+        #: An ack turns true once it has been asked about this many times (0: at once); ``None``: only
+        #: :meth:`index_pending` indexes.
+        self.index_after_queries: int | None = 1
         self._thread: threading.Thread | None = None
 
     # -- set-up and inspection ---------------------------------------------------------------------------------
@@ -124,8 +158,11 @@ class SplunkHecServer(ThreadingHTTPServer):
 
     def fail_next(self, status: int, *, times: int = 1, retry_after: float | str | None = None,
                   code: int | None = None, body: str | bytes | None = None,
-                  headers: dict[str, str] | None = None) -> None:
-        """Answer the next ``times`` requests with ``status`` (HEC's body for it unless ``body`` is given)."""
+                  headers: dict[str, str] | None = None, path: str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (HEC's body for it unless ``body`` is given).
+
+        ``path`` limits the failure to the ``"event"`` or the ``"ack"`` endpoint (default: whichever comes next).
+        """
         if body is None:
             hec_code = code if code is not None else _CODE_FOR_STATUS.get(status, 8)
             text = REPLIES.get(hec_code, (status, "Error"))[1]
@@ -135,7 +172,30 @@ class SplunkHecServer(ThreadingHTTPServer):
             extra["Retry-After"] = str(retry_after)
         raw = body.encode() if isinstance(body, str) else body
         with self._lock:
-            self._injections.extend(_Injection(status, raw, extra) for _ in range(times))
+            self._injections.extend(_Injection(status, raw, extra, path) for _ in range(times))
+
+    def drop_response_after_indexing(self, *, times: int = 1, path: str = "event") -> None:
+        """Act on the next ``times`` requests to ``path`` (``"event"`` or ``"ack"``), then close the connection
+        without answering: the reply lost in transit after HEC took the events (or reported an ack)."""
+        with self._lock:
+            self._injections.extend(_Injection(DROP, b"", {}, path) for _ in range(times))
+
+    def hold_indexing(self) -> None:
+        """Keep every ack false (a slow or stuck indexer) until :meth:`index_pending`."""
+        with self._lock:
+            self.index_after_queries = None
+
+    def index_pending(self) -> None:
+        """Index every request accepted so far: their acks read true (once)."""
+        with self._lock:
+            for acks in self._acks.values():
+                for ack in acks.values():
+                    ack.indexed = True
+
+    def pending_acks(self) -> dict[str, list[int]]:
+        """Channel -> ack ids not yet reported true (for assertions)."""
+        with self._lock:
+            return {channel: sorted(acks) for (_, channel), acks in self._acks.items() if acks}
 
     def reject_events_containing(self, needle: str) -> None:
         """Treat any event whose JSON text contains ``needle`` as invalid data (code 6, with its number)."""
@@ -149,6 +209,8 @@ class SplunkHecServer(ThreadingHTTPServer):
             self._events.clear()
             self._injections.clear()
             self._rejects.clear()
+            self._acks.clear()
+            self._next_ack.clear()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -197,11 +259,20 @@ class SplunkHecServer(ThreadingHTTPServer):
                 with self._lock:
                     self._requests.append(RecordedRequest(method, path, query, headers, body))
                 return _reply(6)
+        drop = False
         with self._lock:
             self._requests.append(RecordedRequest(method, path, query, headers, body))
-            if self._injections and (path in EVENT_PATHS or path in ACK_PATHS):
-                injected = self._injections.popleft()
-                return injected.status, injected.body, injected.headers
+            injected = next((i for i in self._injections if i.matches(path)), None)
+            if injected is not None:
+                self._injections.remove(injected)
+                if injected.status != DROP:
+                    return injected.status, injected.body, injected.headers
+                drop = True
+        status, payload, extra = self._answer(method, path, query, headers, body)
+        return (DROP, b"", {}) if drop else (status, payload, extra)
+
+    def _answer(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+                body: bytes) -> tuple[int, bytes, dict[str, str]]:
         if path in HEALTH_PATHS:
             return _reply(17) if method == "GET" else _not_found(405, "Method Not Allowed")
         if path not in EVENT_PATHS and path not in ACK_PATHS:
@@ -270,9 +341,11 @@ class SplunkHecServer(ThreadingHTTPServer):
         with self._lock:
             self._events.extend(accepted)
             if token.use_ack:
-                self._next_ack += 1
-                self._acks.setdefault(channel, set()).add(self._next_ack)
-                return 200, json.dumps({"text": "Success", "code": 0, "ackId": self._next_ack}).encode(), {}
+                key = (token.value, channel)
+                ack_id = self._next_ack.get(key, 0)
+                self._next_ack[key] = ack_id + 1
+                self._acks.setdefault(key, {})[ack_id] = _Ack()
+                return 200, json.dumps({"text": "Success", "code": 0, "ackId": ack_id}).encode(), {}
         return _reply(0)
 
     def _partial(self, accepted: list[dict[str, Any]], code: int, number: int) -> tuple[int, bytes, dict[str, str]]:
@@ -322,13 +395,28 @@ class SplunkHecServer(ThreadingHTTPServer):
             return _reply(14)
         if not channel:
             return _reply(10)
+        if not _GUID.match(channel):
+            return _reply(11)
         try:
-            asked = json.loads(body or b"{}").get("acks", [])
+            asked = json.loads(body or b"{}").get("acks")
         except (ValueError, AttributeError):
             return _reply(6)
+        if not isinstance(asked, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in asked):
+            return _reply(6)
+        answer: dict[str, bool] = {}
         with self._lock:
-            known = self._acks.get(channel, set())
-            answer = {str(a): a in known for a in asked if isinstance(a, int)}
+            acks = self._acks.get((token.value, channel), {})
+            for ack_id in asked:
+                ack = acks.get(ack_id)
+                if ack is None:
+                    answer[str(ack_id)] = False  # unknown, or already reported
+                    continue
+                if self.index_after_queries is not None and ack.queries >= self.index_after_queries:
+                    ack.indexed = True
+                ack.queries += 1
+                answer[str(ack_id)] = ack.indexed
+                if ack.indexed:
+                    del acks[ack_id]
         return 200, json.dumps({"acks": answer}).encode(), {}
 
 
@@ -368,6 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, payload, extra = self.server.handle_request_data(self.command, self.path, headers, body)
+        if status == DROP:
+            self.close_connection = True  # the request was acted on; the client never hears back
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))

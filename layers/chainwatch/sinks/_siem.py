@@ -394,14 +394,30 @@ def already_delivered(sink: Sink, delivery: Delivery, where: str) -> DeliveryRes
     The sink's entry in the ticket map holds ``delivered:r<revision>``. With no answer from the ledger the revision
     is delivered again: a possible duplicate beats a possible loss.
     """
+    stored = read_ledger(sink, delivery)
+    return delivered_verdict(delivered_revision(stored), delivery, where)
+
+
+def read_ledger(sink: Sink, delivery: Delivery) -> str | None:
+    """The sink's ledger entry for the finding, ``None`` when there is none or the ledger cannot answer."""
     try:
-        stored = sink.context.ticket_map.get(delivery.finding_id, sink.name)
+        return sink.context.ticket_map.get(delivery.finding_id, sink.name)
     except ChainwatchError as exc:
         log.warning("%s %s: dedupe ledger unavailable: %s", sink.kind, sink.name, exc)
         return None
+
+
+def delivered_revision(stored: str | None) -> int:
+    """The revision a ``delivered:r<revision>`` entry names, 0 for anything else."""
     if not stored or not stored.startswith(LEDGER_PREFIX) or not stored[len(LEDGER_PREFIX):].isdigit():
+        return 0
+    return int(stored[len(LEDGER_PREFIX):])
+
+
+def delivered_verdict(delivered: int, delivery: Delivery, where: str) -> DeliveryResult | None:
+    """The result for ``delivery`` when revision ``delivered`` is known delivered (``None``: send it)."""
+    if delivered <= 0:
         return None
-    delivered = int(stored[len(LEDGER_PREFIX):])
     if delivered == delivery.revision:
         return DeliveryResult(delivery.finding_id, delivery.revision, Outcome.DELIVERED,
                               f"revision {delivered} already delivered to {where}")

@@ -8,14 +8,18 @@
   to it, so a re-created stack, a restored table or an expired map never opens a second ticket. Only when the
   vendor has none is the ticket created and its key ``set``; a permanent failure ``release`` s the claim; a live
   ``pending:`` claim of another worker is a transient failure (retry later); a real key in the map means the chain
-  already has a ticket, so a later revision becomes a comment or an update.
+  already has a ticket, so a later revision becomes a comment or an update. A stale claim (``pending:`` older than
+  ``pending_timeout``, or ``uncertain:`` past the index lag) is taken over with a compare-and-swap on the value
+  read (:meth:`~chainwatch.sinks.base.TicketMap.replace`), so of two workers taking it over at once exactly one
+  creates; the other backs off and its retry comments on the winner's ticket.
 * **An uncertain create waits for the vendor's search index.** A create whose reply was lost (read timeout,
   dropped connection, 500/502/504) may have opened the ticket, and Jira's search does not show a new issue for
   tens of seconds, so looking it up at once finds nothing and a retry would open a second issue. Such a create is
-  not retried in the same attempt: the map records ``uncertain:<epoch of the attempt>`` and the delivery is left
-  for a later attempt (``retry_after`` = the lag); an attempt at least ``search_index_lag`` seconds after it looks
-  the ticket up (now trustworthy) and creates it only if the vendor still has none. ``search_index_lag`` defaults
-  to 60 s for Jira and 0 for ServiceNow, whose table query is consistent (there the lookup runs at once).
+  not retried in the same attempt: the map records ``uncertain:<token>:<epoch of the attempt>`` and the delivery
+  is left for a later attempt (``retry_after`` = the lag); an attempt at least ``search_index_lag`` seconds after
+  it looks the ticket up (now trustworthy) and creates it only if the vendor still has none.
+  ``search_index_lag`` defaults to 60 s for Jira and 0 for ServiceNow, whose table query is consistent (there the
+  lookup runs at once).
 * **One comment per revision.** :class:`RevisionLedger` records each revision a sink delivered (rows
   ``<sink>#r<revision>`` in the same map), so a repeated delivery (a dispatcher retry) neither comments twice nor
   re-pages an alert someone already resolved.
@@ -300,8 +304,12 @@ class RevisionLedger:
         if age < self.pending_timeout:
             return Hold(result=busy(delivery, f"another worker is delivering revision {delivery.revision}",
                                     min(CLAIM_BUSY_RETRY, self.pending_timeout - age)))
-        log.warning("taking over a stale revision claim", extra={"finding_id": delivery.finding_id, "sink": key})
-        self.ticket_map.set(delivery.finding_id, key, token)
+        # Compare-and-swap on the stale value: of two workers taking it over at once, one wins and the other
+        # backs off (its retry then finds the revision delivered, or the winner's live claim).
+        if not self.ticket_map.replace(delivery.finding_id, key, current, token):
+            return Hold(result=busy(delivery, f"another worker took over the stale claim of revision "
+                                              f"{delivery.revision}; retry"))
+        log.warning("took over a stale revision claim", extra={"finding_id": delivery.finding_id, "sink": key})
         return Hold(token=token)
 
     def done(self, delivery: Delivery, external_id: str) -> None:
@@ -470,13 +478,13 @@ class TicketSink(Sink):
                 return busy(delivery, f"a create of this chain's ticket may have succeeded; looking it up once the "
                                       f"vendor's search index has caught up ({self.index_lag - age:.0f} s)",
                             self.index_lag - age)
-            return self._recover(delivery)
+            return self._recover(delivery, current)
         if current.startswith(PENDING):
             age = _age(current, self.clock())
             if age < self.pending_timeout:
                 return busy(delivery, "another worker is creating this chain's ticket",
                             min(CLAIM_BUSY_RETRY, self.pending_timeout - age))
-            return self._recover(delivery)
+            return self._recover(delivery, current)
         return self._update(delivery, self.ticket_from_map(current))
 
     def _create(self, delivery: Delivery, token: str, *, looked_up: bool = False) -> DeliveryResult:
@@ -514,7 +522,9 @@ class TicketSink(Sink):
             ticket = self.context.retry.call(attempt)
         except _Uncertain as uncertain:
             # Not retried now: a lookup before the index catches up would miss the ticket just opened.
-            tickets.set(fid, self.name, f"{UNCERTAIN}{int(self.clock())}")
+            # A fresh token in the value, so a compare-and-swap on it never mistakes a newer uncertain create for
+            # the one it read.
+            tickets.set(fid, self.name, f"{UNCERTAIN}{uuid.uuid4().hex}:{int(self.clock())}")
             log.warning("ticket create uncertain; looked up after the search index lag",
                         extra={"finding_id": fid, "sink": self.name, "lag": self.index_lag})
             result = failed(delivery, uncertain.error, self.scrub,
@@ -539,9 +549,14 @@ class TicketSink(Sink):
         return DeliveryResult(fid, delivery.revision, Outcome.DELIVERED, f"created {ticket.display}",
                               external_id=ticket.display)
 
-    def _recover(self, delivery: Delivery) -> DeliveryResult:
+    def _recover(self, delivery: Delivery, stale: str) -> DeliveryResult:
         """An uncertain create past the index lag, or a claim older than ``pending_timeout`` (its worker died):
-        find the ticket at the vendor, or create it ourselves."""
+        find the ticket at the vendor, or create it ourselves.
+
+        Several workers may find the same ``stale`` value at once (a redelivery beside a later revision). They may
+        all look the ticket up, but only the one whose compare-and-swap replaces ``stale`` with its own claim goes
+        on to create; the others back off, and their retry finds the winner's ticket and comments on it.
+        """
         tickets = self.context.ticket_map
         fid = delivery.finding_id
         try:
@@ -549,9 +564,10 @@ class TicketSink(Sink):
         except (TransientError, PermanentError) as exc:
             return failed(delivery, exc, self.scrub, "looking up the ticket of an unfinished create: ")
         if found is None:
-            log.warning("unfinished ticket create and no ticket found; creating", extra={"finding_id": fid})
             token = _pending(self.clock)
-            tickets.set(fid, self.name, token)
+            if not tickets.replace(fid, self.name, stale, token):
+                return busy(delivery, "another worker took over this chain's unfinished ticket create; retry")
+            log.warning("unfinished ticket create and no ticket found; creating", extra={"finding_id": fid})
             return self._create(delivery, token, looked_up=True)
         return self._adopt(delivery, found)
 

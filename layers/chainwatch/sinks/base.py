@@ -13,6 +13,7 @@ will (400, 401, 403, schema errors); :class:`RetryPolicy` retries the first kind
 from __future__ import annotations
 
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -100,13 +101,16 @@ class TicketMap(Protocol):
     """Finding-to-ticket mapping with a conditional write (never a search of the ticket system).
 
     ``claim`` stores ``value`` for (finding, sink) only if nothing is stored yet and returns whether it did;
-    ``set`` overwrites (used to replace a ``pending:`` claim with the real ticket key); ``release`` removes a
-    claim that never became a ticket.
+    ``replace`` stores ``value`` only if the stored value is still ``expected`` (compare-and-swap: of two workers
+    taking over the same stale claim, one wins); ``set`` overwrites (used to replace a claim we hold with the real
+    ticket key); ``release`` removes a claim that never became a ticket.
     """
 
     def get(self, finding_id: str, sink: str) -> str | None: ...
 
     def claim(self, finding_id: str, sink: str, value: str) -> bool: ...
+
+    def replace(self, finding_id: str, sink: str, expected: str, value: str) -> bool: ...
 
     def set(self, finding_id: str, sink: str, value: str) -> None: ...
 
@@ -114,25 +118,38 @@ class TicketMap(Protocol):
 
 
 class InMemoryTicketMap:
-    """A :class:`TicketMap` in a dict (CLI, tests)."""
+    """A :class:`TicketMap` in a dict (CLI, tests); its conditional writes are atomic across threads, like
+    DynamoDB's (the dispatcher runs sinks in worker threads)."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
 
     def get(self, finding_id: str, sink: str) -> str | None:
-        return self._items.get((finding_id, sink))
+        with self._lock:
+            return self._items.get((finding_id, sink))
 
     def claim(self, finding_id: str, sink: str, value: str) -> bool:
-        if (finding_id, sink) in self._items:
-            return False
-        self._items[(finding_id, sink)] = value
-        return True
+        with self._lock:
+            if (finding_id, sink) in self._items:
+                return False
+            self._items[(finding_id, sink)] = value
+            return True
+
+    def replace(self, finding_id: str, sink: str, expected: str, value: str) -> bool:
+        with self._lock:
+            if self._items.get((finding_id, sink)) != expected:
+                return False
+            self._items[(finding_id, sink)] = value
+            return True
 
     def set(self, finding_id: str, sink: str, value: str) -> None:
-        self._items[(finding_id, sink)] = value
+        with self._lock:
+            self._items[(finding_id, sink)] = value
 
     def release(self, finding_id: str, sink: str) -> None:
-        self._items.pop((finding_id, sink), None)
+        with self._lock:
+            self._items.pop((finding_id, sink), None)
 
 
 @dataclass

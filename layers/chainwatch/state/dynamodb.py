@@ -253,6 +253,18 @@ class DynamoTicketMap:
             raise TransientError(f"ticket map write failed: {_code(exc) or exc}") from exc
         return True
 
+    def replace(self, finding_id: str, sink: str, expected: str, value: str) -> bool:
+        """Store ``value`` only if the stored value is still ``expected`` (one conditional put): of two workers
+        taking over the same stale claim, exactly one gets True."""
+        item = self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns())
+        try:
+            item.save(condition=self.model.value == expected)
+        except PutError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise TransientError(f"ticket map write failed: {_code(exc) or exc}") from exc
+        return True
+
     def set(self, finding_id: str, sink: str, value: str) -> None:
         try:
             self.model(finding_id, f"ticket#{sink}", value=value, at_ns=time.time_ns()).save()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,18 +54,6 @@ def make_sink(server: JiraServer, context: SinkContext, **options: Any) -> JiraS
 def only_issue(server: JiraServer) -> dict[str, Any]:
     assert len(server.issues) == 1, list(server.issues)
     return next(iter(server.issues.values()))
-
-
-class LockedTicketMap(InMemoryTicketMap):
-    """The in-memory map with an atomic claim, like DynamoDB's conditional put (for the concurrency test)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def claim(self, finding_id: str, sink: str, value: str) -> bool:
-        with self._lock:
-            return super().claim(finding_id, sink, value)
 
 
 def test_jira_create_happy_path_opens_issue_with_story(jira: JiraServer, alert: dict[str, Any],
@@ -138,7 +125,7 @@ def test_jira_revision_two_comments_on_existing_issue_never_second_issue(jira: J
 
 
 def test_jira_two_workers_same_chain_one_issue(jira: JiraServer, alert: dict[str, Any]) -> None:
-    ticket_map = LockedTicketMap()
+    ticket_map = InMemoryTicketMap()  # its claim is atomic, like DynamoDB's conditional put
     sinks = []
     for _ in range(6):
         context, _ = make_context(SECRETS, ticket_map=ticket_map)

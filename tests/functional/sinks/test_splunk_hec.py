@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from siem_support import (
     stage_process,
     variant,
 )
-from standins.splunk import DEFAULT_TOKEN, SplunkHecServer, start_splunk_server
+from standins.splunk import DEFAULT_TOKEN, RecordedRequest, SplunkHecServer, start_splunk_server
 
 from chainwatch.sinks.base import Delivery, Outcome, SinkContext, build_sinks
-from chainwatch.sinks.splunk_hec import DEFAULT_SOURCETYPE, SplunkHecSink
+from chainwatch.sinks.splunk_hec import DEFAULT_SOURCETYPE, SplunkHecSink, derived_channel
 
 SECRET_NAME = "chainwatch/splunk-hec"
 
@@ -370,7 +371,7 @@ def test_splunk_hec_indexer_ack_token_gets_channel_and_ack_id(finding: dict[str,
         server.stop()
 
     assert no_channel.outcome is Outcome.FAILED_PERMANENT and "Data channel is missing" in (no_channel.response or "")
-    assert result.outcome is Outcome.DELIVERED and "ackId 1" in result.detail
+    assert result.outcome is Outcome.DELIVERED and "ackId 0" in result.detail
 
 
 def test_splunk_hec_missing_url_or_secret_failed_permanent(finding: dict[str, Any]) -> None:
@@ -467,3 +468,258 @@ def test_splunk_hec_redirect_not_followed_failed_permanent(hec: tuple[SplunkHecS
 
     assert result.outcome is Outcome.FAILED_PERMANENT and "redirect to https://elsewhere.example" in result.detail
     assert len(server.requests) == 1 and sleeps == []  # a redirected POST would have become a GET without a body
+
+
+# -- indexer acknowledgement ---------------------------------------------------------------------------------------
+
+ACK_PATH = "/services/collector/ack"
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@pytest.fixture
+def ack_hec() -> Iterator[tuple[SplunkHecServer, str]]:
+    server, url = start_splunk_server(use_ack=True)
+    yield server, url
+    server.stop()
+
+
+def ack_requests(server: SplunkHecServer) -> list[RecordedRequest]:
+    return [r for r in server.requests if r.path == ACK_PATH]
+
+
+def test_splunk_hec_indexer_ack_happy_path_delivered_once_ack_reads_true(ack_hec: tuple[SplunkHecServer, str],
+                                                                          finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    sink, context, sleeps = make_sink(url, indexer_ack=True)
+    second = variant(finding, "cw-second")
+
+    results = sink.send(deliveries(finding, second))
+
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert all(r.detail == "indexed by HEC (ackId 0 confirmed)" for r in results)
+    [request] = server.event_requests()
+    channel = request.headers["x-splunk-request-channel"]
+    assert GUID.match(channel) and channel == derived_channel("splunk", url + "/services/collector/event")
+    polls = ack_requests(server)
+    assert [json.loads(p.body) for p in polls] == [{"acks": [0]}, {"acks": [0]}]  # false once, then true
+    assert all(p.headers["x-splunk-request-channel"] == channel for p in polls)
+    assert sleeps == [1.0]  # ack_poll_interval between the two questions
+    assert len(server.events) == 2 and server.pending_acks() == {}
+    assert context.ticket_map.get(results[0].finding_id, "splunk") == "delivered:r1"
+    assert sink.mode == "indexer-ack"
+
+
+def test_splunk_hec_indexer_ack_channel_is_stable_per_sink_config_and_configurable(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    configured = "0AA3F0B1-7C6E-4D8E-9B1A-1F2E3D4C5B6A"
+    for options in ({"indexer_ack": True}, {"indexer_ack": True}, {"indexer_ack": "true", "channel": configured}):
+        sink, _, _ = make_sink(url, dedupe=False, **options)
+        [result] = sink.send(deliveries(finding))
+        assert result.outcome is Outcome.DELIVERED, result
+    channels = [r.headers["x-splunk-request-channel"] for r in server.event_requests()]
+
+    assert channels[0] == channels[1] != channels[2] == configured.lower()
+    assert derived_channel("other", url) != derived_channel("splunk", url)
+
+
+def test_splunk_hec_indexer_ack_slow_indexing_left_for_later_then_redelivery_asks_ack_not_resent(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    # The reply to the event request arrived, but the indexer had not confirmed when this attempt's wait ended
+    # (a crash or a timeout after the send looks the same to the next attempt: the ackId is on record).
+    server, url = ack_hec
+    server.hold_indexing()
+    sink, context, sleeps = make_sink(url, indexer_ack=True, ack_timeout=10)
+    now = [1_700_000_000.0]
+    sink.clock = lambda: now[0]
+    [delivery] = deliveries(finding)
+
+    [first] = sink.send([delivery])
+    recorded = context.ticket_map.get(delivery.finding_id, "splunk")
+    server.index_pending()
+    now[0] += 60
+    [second] = sink.send([delivery])
+
+    assert first.outcome is Outcome.FAILED_TRANSIENT and first.retry_after == 10
+    assert "ackId 0" in first.detail and "not confirmed within 10 s" in first.detail
+    assert sum(sleeps) <= 10 and sleeps == [1.0, 2.0, 4.0]  # doubling; the next wait (8 s) would pass 10 s
+    channel = derived_channel("splunk", url + "/services/collector/event")
+    assert recorded == f"acking:r1:0:{channel}:0:1700000000"
+    assert second.outcome is Outcome.DELIVERED and "ackId 0 of an earlier send confirmed" in second.detail
+    assert len(server.event_requests()) == 1 and len(server.events) == 1  # asked, not sent again
+    assert context.ticket_map.get(delivery.finding_id, "splunk") == "delivered:r1"
+
+
+def test_splunk_hec_indexer_ack_never_true_left_for_later_then_sent_again_at_least_once(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    # The indexer lost the request (the ack never turns true): the delivery is left for a later attempt, which
+    # asks once more, then sends again. Both copies carry the dedupe keys, should the first turn up after all.
+    server, url = ack_hec
+    server.hold_indexing()
+    sink, context, sleeps = make_sink(url, indexer_ack=True, ack_timeout=3, ack_poll_interval=1)
+    assert sleeps == []
+    now = [1_700_000_000.0]
+    sink.clock = lambda: now[0]
+    [delivery] = deliveries(finding)
+
+    [first] = sink.send([delivery])
+    now[0] += 300
+    [second] = sink.send([delivery])
+
+    assert first.outcome is Outcome.FAILED_TRANSIENT and second.outcome is Outcome.FAILED_TRANSIENT
+    assert "left for a later attempt" in first.detail and "ackId 1" in second.detail
+    assert sleeps == [1.0, 2.0, 1.0, 2.0]  # 3 s of waiting in each attempt; the recorded ack was 300 s old
+    assert len(server.event_requests()) == 2
+    assert [json.loads(p.body) for p in ack_requests(server)][:3] == [{"acks": [0]}] * 3
+    assert {(e["fields"]["finding_id"], e["fields"]["revision"]) for e in server.events} == {
+        (delivery.finding_id, "1")}  # `| dedup finding_id revision` keeps one
+    channel = derived_channel("splunk", url + "/services/collector/event")
+    assert context.ticket_map.get(delivery.finding_id, "splunk") == f"acking:r1:1:{channel}:0:1700000300"
+
+
+def test_splunk_hec_indexer_ack_wait_bounded_by_time_budget(ack_hec: tuple[SplunkHecServer, str],
+                                                            finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    server.hold_indexing()
+    left = [20.0]
+    context, sleeps = make_context({SECRET_NAME: DEFAULT_TOKEN}, remaining=lambda: left[0])
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        left[0] -= seconds
+
+    context.retry.sleep = sleep
+    sink = SplunkHecSink("splunk", {"kind": "splunk_hec", "url": url, "token_secret": SECRET_NAME,
+                                    "indexer_ack": True, "ack_timeout": 600}, context)
+
+    [result] = sink.send(deliveries(finding))
+
+    assert result.outcome is Outcome.FAILED_TRANSIENT and "not confirmed" in result.detail
+    assert left[0] >= context.timeout + context.retry.safety_margin  # never waited into the margin
+    assert sleeps == [1.0, 2.0, 4.0]  # 8 s more would leave less than one request's timeout + the margin
+
+
+def test_splunk_hec_indexer_ack_429_and_503_on_ack_endpoint_honoured_then_confirmed(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    server.index_after_queries = 0
+    server.fail_next(429, retry_after=3, path="ack")
+    server.fail_next(503, path="ack")
+    sink, _, sleeps = make_sink(url, indexer_ack=True)
+
+    [result] = sink.send(deliveries(finding))
+
+    assert result.outcome is Outcome.DELIVERED and "ackId 0 confirmed" in result.detail
+    assert len(ack_requests(server)) == 3 and len(server.event_requests()) == 1
+    assert sleeps == [3.0, 2.0]  # Retry-After as sent, then the (doubled) poll interval
+
+
+def test_splunk_hec_indexer_ack_event_reply_lost_after_indexing_resent_duplicate_keeps_dedupe_keys(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    # HEC took the events, the reply (with the ackId) never arrived: without the ackId nothing can be asked, so
+    # the request is sent again. The copy is the rare duplicate the documented search removes.
+    server, url = ack_hec
+    server.drop_response_after_indexing(path="event")
+    sink, context, _ = make_sink(url, indexer_ack=True)
+    [delivery] = deliveries(finding)
+
+    [result] = sink.send([delivery])
+
+    assert result.outcome is Outcome.DELIVERED and "ackId 1 confirmed" in result.detail
+    assert len(server.event_requests()) == 2 and len(server.events) == 2
+    keys = {(e["fields"]["finding_id"], e["fields"]["revision"], e["event"]["finding_id"]) for e in server.events}
+    assert keys == {(delivery.finding_id, "1", delivery.finding_id)}
+    assert context.ticket_map.get(delivery.finding_id, "splunk") == "delivered:r1"
+
+
+def test_splunk_hec_channel_missing_on_ack_token_clear_permanent_configuration_error(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    sink, _, sleeps = make_sink(url)  # indexer_ack not set
+
+    [result] = sink.send(deliveries(finding))
+
+    assert result.outcome is Outcome.FAILED_PERMANENT
+    assert "Data channel is missing" in result.detail and "set indexer_ack: true" in result.detail
+    assert result.response is not None and '"code": 10' in result.response
+    assert sleeps == [] and len(server.event_requests()) == 1 and server.events == []
+    assert sink.mode == "search-time-dedupe"
+
+
+def test_splunk_hec_channel_not_a_guid_failed_permanent_without_request(ack_hec: tuple[SplunkHecServer, str],
+                                                                        finding: dict[str, Any]) -> None:
+    server, url = ack_hec
+    sink, _, _ = make_sink(url, indexer_ack=True, channel="my-channel")
+    bad_timeout, _, _ = make_sink(url, indexer_ack=True, ack_timeout="soon")
+
+    [result] = sink.send(deliveries(finding))
+    [timeout_result] = bad_timeout.send(deliveries(finding))
+
+    assert result.outcome is Outcome.FAILED_PERMANENT and "channel must be a GUID" in result.detail
+    assert timeout_result.outcome is Outcome.FAILED_PERMANENT and "ack_timeout" in timeout_result.detail
+    assert server.requests == []
+
+
+def test_splunk_hec_indexer_ack_off_token_without_ack_unchanged(hec: tuple[SplunkHecServer, str],
+                                                                finding: dict[str, Any]) -> None:
+    server, url = hec
+    sink, context, sleeps = make_sink(url)
+
+    [result] = sink.send(deliveries(finding))
+
+    assert result.outcome is Outcome.DELIVERED
+    assert result.detail == "accepted by HEC (search-time dedupe on finding_id + revision)"
+    [request] = server.event_requests()
+    assert "x-splunk-request-channel" not in request.headers
+    assert ack_requests(server) == [] and sleeps == []
+    assert context.ticket_map.get(result.finding_id, "splunk") == "delivered:r1"
+
+
+def test_splunk_hec_indexer_ack_on_but_token_without_ack_delivered_and_says_unconfirmed(
+        hec: tuple[SplunkHecServer, str], finding: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    server, url = hec
+    sink, _, _ = make_sink(url, indexer_ack=True)
+
+    [result] = sink.send(deliveries(finding))
+
+    assert result.outcome is Outcome.DELIVERED
+    assert "does not use indexer acknowledgement" in result.detail and "search-time dedupe" in result.detail
+    assert ack_requests(server) == []
+    assert "has no indexer acknowledgement" in caplog.text
+
+
+def test_splunk_hec_indexer_ack_reply_to_ack_question_lost_later_attempt_sends_again(
+        ack_hec: tuple[SplunkHecServer, str], finding: dict[str, Any]) -> None:
+    # HEC answered "true" but the reply was lost, and HEC forgets an ack it reported: every later question reads
+    # false, so the delivery is sent again (at-least-once). The copy carries the same dedupe keys.
+    server, url = ack_hec
+    server.index_after_queries = 0
+    server.drop_response_after_indexing(path="ack")
+    sink, _, _ = make_sink(url, indexer_ack=True, ack_timeout=2)
+    now = [1_700_000_000.0]
+    sink.clock = lambda: now[0]
+    [delivery] = deliveries(finding)
+
+    [first] = sink.send([delivery])
+    now[0] += 60
+    [second] = sink.send([delivery])
+
+    assert first.outcome is Outcome.FAILED_TRANSIENT and "not confirmed" in first.detail
+    assert second.outcome is Outcome.DELIVERED and "ackId 1 confirmed" in second.detail
+    assert len(server.event_requests()) == 2
+    assert {(e["fields"]["finding_id"], e["fields"]["revision"]) for e in server.events} == {
+        (delivery.finding_id, "1")}
+
+
+@pytest.mark.parametrize("garbled", ["acking:r1:zero:chan:0:1", "acking:r1", "acking:r1:0:c:0:1:extra"])
+def test_splunk_hec_indexer_ack_unreadable_ledger_entry_sent_again(ack_hec: tuple[SplunkHecServer, str],
+                                                                   finding: dict[str, Any], garbled: str) -> None:
+    server, url = ack_hec
+    sink, context, _ = make_sink(url, indexer_ack=True)
+    [delivery] = deliveries(finding)
+    context.ticket_map.set(delivery.finding_id, "splunk", garbled)
+
+    [result] = sink.send([delivery])
+
+    assert result.outcome is Outcome.DELIVERED and "ackId 0 confirmed" in result.detail
+    assert len(server.event_requests()) == 1
