@@ -300,12 +300,11 @@ def map_record(doc: dict[str, Any], ref: RawRef, host: str, *, policy: Policy | 
     if name == "close" and payload.get("modified") is not True:
         # The highest-volume event: decided before any other work.
         return "eslogger:close(unmodified)"
-    time_ns = parse_time_ns(doc.get("time"))
     proc = doc["process"]
-    common: dict[str, Any] = {"time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref}
-
     if policy is not None and name in _UNTRACKED and _untracked(policy, name, payload, proc):
         return _UNTRACKED[name]
+    time_ns = parse_time_ns(doc.get("time"))
+    common: dict[str, Any] = {"time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref}
     if name == "exec":
         instigator = process_ref(proc)
         cwd = _file_path(payload.get("cwd"))

@@ -207,15 +207,18 @@ def read_path(path: Path, gate: LineGate | None = None) -> Iterator[Item]:
     """
     origin = str(path)
     try:
-        with path.open("rb") as probe:
-            magic = probe.read(2)
+        handle = path.open("rb")
     except OSError as exc:
         yield Rejection(RawRef(origin), f"cannot open file: {exc.strerror or exc}")
         return
-    opener = gzip.open if magic == b"\x1f\x8b" else open
     try:
-        with opener(path, "rb") as handle:
-            yield from read_stream(handle, origin, gate)
+        with handle:
+            magic = handle.peek(2)[:2]
+            if magic == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
+                    yield from read_stream(unzipped, origin, gate)
+            else:
+                yield from read_stream(handle, origin, gate)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         # Records read before the damage were already yielded; the rest of the file is set aside with the reason.
         yield Rejection(RawRef(origin), f"cannot read file: {exc}")

@@ -11,9 +11,9 @@ The gate never keeps a second, hand-written list of what matters. It is derived 
   (``eslogger.EVENT_NAMES``) not in ``eslogger.MAPPED``, or it is a
   ``close`` whose ``modified`` is ``false`` (exactly the two cases where ``eslogger.map_record`` returns a label
   before reading anything else);
-- **unified log**: no pattern of ``unifiedlog_patterns.yaml`` can match the record: its process (the basename of
-  ``processImagePath``) has no patterns of its own, and every pattern for any process (``"*"``) needs a subsystem,
-  a message prefix or a substring that is not in the line.
+- **unified log**: no pattern of ``unifiedlog_patterns.yaml`` can match the record: every pattern its process (the
+  basename of ``processImagePath``) is tried against, its own and those for any process (``"*"``), needs a
+  subsystem, a message prefix or a substring that is not in the line.
 
 It only ever says "drop" on positive evidence, and everything it is unsure of goes the full way:
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from chainwatch.events import SourceFormat
 from chainwatch.sources.eslogger import EVENT_NAMES, MAPPED
-from chainwatch.sources.unifiedlog import ANY_PROCESS, PATTERNS, SKIP_UNCLASSIFIED, PatternSet
+from chainwatch.sources.unifiedlog import ANY_PROCESS, PATTERNS, SKIP_UNCLASSIFIED, Pattern, PatternSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +106,8 @@ def _subsystem_tokens(subsystems: Iterable[str]) -> tuple[bytes, ...] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _AnyPatternGuard:
-    """What a line must contain for one ``"*"`` pattern to possibly match it (every entry of a tuple is an OR)."""
+class _PatternGuard:
+    """What a line must contain for one pattern to possibly match it (every entry of a tuple is an OR)."""
 
     subsystems: tuple[bytes, ...] | None
     literal: bytes | None
@@ -119,25 +119,23 @@ class _AnyPatternGuard:
 
 
 class UnifiedLogGate:
-    """Drops unified-log lines that no pattern of a :class:`PatternSet` can classify (see the module docstring)."""
+    """Drops unified-log lines that no pattern of a :class:`PatternSet` can classify (see the module docstring).
+
+    Each process name meets only its own patterns and the ``"*"`` ones (the order :meth:`PatternSet.candidates`
+    tries them in), so a line is dropped when none of those patterns' subsystem, prefix or substring is in it.
+    """
 
     def __init__(self, patterns: PatternSet) -> None:
-        self.processes = frozenset(name.encode() for p in patterns.patterns for name in p.processes
-                                   if name != ANY_PROCESS)
-        guards: list[_AnyPatternGuard] = []
         self.usable = True
-        for pattern in patterns.patterns:
-            if ANY_PROCESS not in pattern.processes:
-                continue
-            subsystems = _subsystem_tokens(pattern.subsystems) if pattern.subsystems is not None else None
-            text = pattern.prefix if pattern.prefix is not None else pattern.contains
-            literal = _safe_run(text) if text is not None else None
-            if pattern.subsystems is not None and subsystems is None:
-                self.usable = False  # a subsystem name the gate cannot search for safely
-            if subsystems is None and literal is None:
-                self.usable = False  # a "*" pattern with nothing but a regex: any line may match it
-            guards.append(_AnyPatternGuard(subsystems, literal))
-        self.guards = tuple(guards)
+        names = {name for p in patterns.patterns for name in p.processes if name != ANY_PROCESS}
+        #: Per process name (bytes), the guards of its candidate patterns; ``None``: some pattern cannot be
+        #: guarded (nothing but a regex), so every line of that process is decoded.
+        self.by_process: dict[bytes, tuple[_PatternGuard, ...] | None] = {
+            name.encode(): _guards(patterns.candidates(name)) for name in names}
+        anyone = _guards(patterns.candidates(""))
+        if anyone is None:
+            self.usable = False  # a "*" pattern with nothing but a regex: any line may match it
+        self.anyone: tuple[_PatternGuard, ...] = anyone or ()
         self.unclassified = Gated(SourceFormat.UNIFIED_LOG.value, SKIP_UNCLASSIFIED)
 
     def __call__(self, line: bytes) -> Gated | None:
@@ -150,15 +148,33 @@ class UnifiedLogGate:
             return None
         image = line[start:end]
         name = image[image.rfind(b"/") + 1:]
-        if not name or b"\\" in name or name in self.processes:
+        if b"\\" in name:
             # An escape in the name could spell any process: decode it and let the source module decide.
             return None
-        for guard in self.guards:
+        guards = self.by_process.get(name, self.anyone) if name else self.anyone
+        if guards is None:
+            return None
+        for guard in guards:
             if guard.may_match(line):
                 return None
         if b'"lossEvent"' in line:
             return None  # labelled differently by the source module: not the gate's to say
         return self.unclassified
+
+
+def _guards(patterns: Iterable[Pattern]) -> tuple[_PatternGuard, ...] | None:
+    """The guards of ``patterns``, or ``None`` when one of them has nothing a guard can look for."""
+    guards = []
+    for pattern in patterns:
+        subsystems = _subsystem_tokens(pattern.subsystems) if pattern.subsystems is not None else None
+        text = pattern.prefix if pattern.prefix is not None else pattern.contains
+        literal = _safe_run(text) if text is not None else None
+        if pattern.subsystems is not None and subsystems is None:
+            return None  # a subsystem name the gate cannot search for safely
+        if subsystems is None and literal is None:
+            return None
+        guards.append(_PatternGuard(subsystems, literal))
+    return tuple(guards)
 
 
 class EsloggerGate:

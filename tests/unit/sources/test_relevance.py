@@ -137,8 +137,26 @@ def test_relevance_unified_log_any_process_pattern_passed(message: str) -> None:
     assert _full_way(line)[0] == 1
 
 
-def test_relevance_unified_log_patterned_process_passed() -> None:
-    assert GATE(_apple(_ul_record("/usr/libexec/syspolicyd", "anything at all"))) is None
+def test_relevance_unified_log_patterned_process_line_its_patterns_may_match_passed() -> None:
+    line = _apple(_ul_record("/usr/libexec/runningboardd",
+                             "Now tracking process: [app<application.com.apple.Safari.1.2(501)>:812]"))
+    assert GATE(line) is None
+    assert _full_way(line)[0] == 1
+
+
+def test_relevance_unified_log_patterned_process_line_none_of_its_patterns_match_dropped() -> None:
+    line = _apple(_ul_record("/usr/libexec/runningboardd", "Acquiring assertion targeting [daemon<x>:1]"))
+    assert GATE(line) == Gated("unifiedlog", "unifiedlog:unclassified")
+    assert _full_way(line) == (0, ["unifiedlog:unclassified"], 0)
+
+
+def test_relevance_unified_log_regex_only_pattern_of_a_process_decodes_its_lines() -> None:
+    text = "version: 1\npatterns:\n  - id: mine\n    event: gatekeeper\n    action: blocked_launch\n" \
+           "    process: somed\n    regex: 'blocked (?P<path>/.+)'\n"
+    gate = UnifiedLogGate(parse_patterns(text, "t.yaml"))
+    assert gate.usable
+    assert gate(_apple(_ul_record("/usr/libexec/somed", "anything"))) is None
+    assert gate(_apple(_ul_record("/usr/libexec/otherd", "anything"))) is not None
 
 
 def test_relevance_unified_log_escaped_process_name_passed() -> None:
