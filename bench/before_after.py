@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import pstats
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from chainwatch.engine import Engine
 from chainwatch.policy import load_policy
@@ -27,11 +30,23 @@ from chainwatch.sources.reader import read_path
 from chainwatch.state.memory import InMemoryStore
 
 
+def _detect_reader(policy: Any) -> tuple[Normalizer, Callable[[Path], Any]]:
+    """The normalizer and reader ``chainwatch detect`` uses in this tree: with the relevance gate and tracked-only
+    mapping where the tree has them (issue 12), plain otherwise, so older trees run unchanged."""
+    if "tracked_only" in inspect.signature(Normalizer).parameters:
+        normalizer = Normalizer(tracked_only=policy)  # type: ignore[call-arg]
+        gate = getattr(normalizer, "gate", None)
+        return normalizer, lambda path: read_path(path, gate)  # type: ignore[call-arg]
+    return Normalizer(), read_path
+
+
 def run(fleet: Path) -> Engine:
-    engine, normalizer = Engine(load_policy(), InMemoryStore()), Normalizer()
+    policy = load_policy()
+    engine = Engine(policy, InMemoryStore())
+    normalizer, read = _detect_reader(policy)
     for host in sorted((fleet / "hosts").iterdir()):
         for path in sorted(host.iterdir()):
-            for event in normalizer.run(read_path(path), host.name):
+            for event in normalizer.run(read(path), host.name):
                 engine.ingest(event)
     engine.flush()
     return engine
