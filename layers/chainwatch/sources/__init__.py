@@ -38,7 +38,7 @@ BY_FORMAT: dict[SourceFormat, ModuleType] = {module.FORMAT: module for module in
 _COUNT_KEYS: dict[ModuleType, dict[type, tuple[str, str]]] = {
     module: {cls: (module.FORMAT.value, cls.kind.value) for cls in get_args(AnyEvent)} for module in SOURCES}
 #: Modules that can leave what the engine would never keep unmapped (``tracked_only``).
-_POLICY_AWARE = frozenset({eslogger, ecs})
+_POLICY_AWARE = frozenset({eslogger, ecs, unifiedlog})
 
 
 def detect_format(doc: dict[str, Any]) -> ModuleType | None:

@@ -60,12 +60,13 @@ Gate = Callable[[bytes], Gated | None]
 #: Characters some JSON encoder escapes (``\\/``, ``\\u003c``, ``\\u0026``, ``\\u0027``), besides ``"``, ``\\``,
 #: controls and non-ASCII: a literal is searched only through a run of characters outside this set.
 _ESCAPABLE = frozenset('"\\/<>&\'')
-#: Top-level keys of an eslogger record (every key of the captures and fixtures) except ``event``. A line whose
-#: *first* key is one of them is an eslogger record at the top level, never a wrapper around one: Elasticsearch
-#: hits and responses, Jamf Protect's wrappers and chainwatch's own Kinesis envelope all open with keys of their
-#: own (``_index``, ``took``, ``responses``, ``caid``, ``host`` ...). ``event`` is left out because an envelope
-#: opens with it (``{"event": {...}, "host": ...}``).
-ESLOGGER_FIRST_KEYS = frozenset({b"process", b"schema_version", b"event_type", b"es_event_type", b"time",
+#: Top-level keys of an eslogger record (every key of the captures and fixtures). A line whose *first* key is one
+#: of them is an eslogger record at the top level, never a wrapper around one: Elasticsearch hits and responses
+#: and Jamf Protect's wrappers open with keys of their own (``_index``, ``took``, ``responses``, ``caid`` ...).
+#: A wrapper that opens with ``event`` (chainwatch's Kinesis envelope, ``{"event": {...}, "host": ...}``) is
+#: still never gated: the key after ``"event":{`` is then the wrapped document's first key, never an Endpoint
+#: Security event name, and only those are gated.
+ESLOGGER_FIRST_KEYS = frozenset({b"process", b"event", b"schema_version", b"event_type", b"es_event_type", b"time",
                                  b"mach_time", b"seq_num", b"global_seq_num", b"thread", b"version", b"action",
                                  b"action_type"})
 #: Top-level keys of a ``log show|stream --style ndjson`` record (``shared/reference/macos-telemetry.md`` 3.1)
@@ -241,7 +242,9 @@ class RelevanceGate:
             return None  # not one compact object on its own line: left to the decoder
         first_key = line[2:line.find(b'"', 2)]
         if first_key in ESLOGGER_FIRST_KEYS:
-            return self._eslogger(line) if self._eslogger is not None else None
+            if self._eslogger is None or (first_key == b"event" and not line.startswith(b'{"event":{"')):
+                return None  # an ``event`` that is not an object opening the line is not an eslogger event
+            return self._eslogger(line)
         if first_key in UNIFIED_LOG_FIRST_KEYS:
             return self._unified(line) if self._unified is not None else None
         return None

@@ -53,6 +53,7 @@ from chainwatch.events import (
     SourceFormat,
     VolumeMount,
 )
+from chainwatch.policy import Policy
 from chainwatch.sources.common import basename, parse_time_ns
 
 FORMAT = SourceFormat.UNIFIED_LOG
@@ -68,6 +69,7 @@ SKIP_UNCLASSIFIED = "unifiedlog:unclassified"
 SKIP_LOSS = "unifiedlog:lossEvent"
 SKIP_TRAILER = "unifiedlog:trailer"
 SKIP_MOUNT_NO_PATH = "unifiedlog:mount(no path)"
+SKIP_UNTRACKED_APP = "unifiedlog:app_activity(untracked)"
 
 #: Regex group names each event kind can use (``url`` is a ``file://`` URL that becomes ``path``).
 GROUPS: dict[EventKind, frozenset[str]] = {
@@ -463,12 +465,16 @@ def _process(doc: dict[str, Any], image: str | None) -> ProcessRef | None:
 
 
 def map_record(
-    doc: dict[str, Any], ref: RawRef, host: str, *, patterns: PatternSet | None = None
+    doc: dict[str, Any], ref: RawRef, host: str, *, patterns: PatternSet | None = None,
+    policy: Policy | None = None,
 ) -> list[AnyEvent] | str:
     """Map one unified-log record to at most one canonical event, or return a skip label.
 
     ``patterns`` replaces the packaged :data:`PATTERNS` (tests, site overrides). The record is classified
     before its timestamp is parsed, so an unused record with a broken timestamp is skipped, not rejected.
+    With ``policy`` (tracked-only mapping, what ``detect`` uses), a launch or crash of an app that is not one of
+    the policy's apps is labelled :data:`SKIP_UNTRACKED_APP` instead of being mapped (the engine keeps only those
+    and clicks).
 
     Raises
     ------
@@ -491,19 +497,24 @@ def map_record(
     if found is None:
         return SKIP_UNCLASSIFIED
     pattern, groups = found
-    time_ns = parse_time_ns(doc.get("timestamp"))
-    process = _process(doc, image)
-    text = message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE]
     path = _value(groups, "path")
     if path is not None:
         path = _trim(path)
     else:
         url = _value(groups, "url")
         path = file_url_path(url) if url is not None else None
+    action = pattern.action
+    if policy is not None and isinstance(action, AppAction) and action is not AppAction.CLICK:
+        named = _value(groups, "app_name")
+        if policy.app_for_activity(_value(groups, "bundle_id"), named if named is not None else (
+                app_name_from_path(path) if path else None), path) is None:
+            return SKIP_UNTRACKED_APP
+    time_ns = parse_time_ns(doc.get("timestamp"))
+    process = _process(doc, image)
+    text = message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE]
     pid_text = _value(groups, "pid")
     # isdecimal is what int() accepts (isdigit also passes "²"); the cap keeps int() cheap and in range.
     pid = int(pid_text) if pid_text is not None and pid_text.isdecimal() and len(pid_text) <= 10 else None
-    action = pattern.action
     if isinstance(action, MountAction):
         return _mount(groups, action, name, subsystem, common={
             "time_ns": time_ns, "host": host, "source": FORMAT, "raw": ref, "process": process})

@@ -264,3 +264,47 @@ def test_relevance_real_records_keep_their_labels() -> None:
         assert normalizer.normalize(Record(doc, RawRef("t", 1)), "h") == []
         assert list(normalizer.stats.skipped) == [gated.label]
     assert dropped > 0
+
+
+def test_relevance_eslogger_record_opening_with_its_event_dropped() -> None:
+    line = _apple(_es_record("open", {"file": {"path": "/x"}}, first="event"))
+    assert line.startswith(b'{"event":{"open"')
+    assert GATE(line) == Gated("eslogger", "eslogger:open")
+
+
+def test_relevance_kinesis_envelope_opening_with_event_passed() -> None:
+    inner = _es_record("open", {"file": {"path": "/x"}}, first="event")
+    assert GATE(orjson.dumps({"event": inner, "host": "mac-01", "source": "eslogger"})) is None
+    assert GATE(orjson.dumps({"event": "x", "_source": inner})) is None
+
+
+# -- tracked-only mapping ------------------------------------------------------------------------------------------
+
+
+def _tracked(line: bytes) -> tuple[list[str], list[str]]:
+    from chainwatch.policy import load_policy
+
+    normalizer = Normalizer(gate=False, tracked_only=load_policy())
+    events = list(normalizer.run(read_bytes(line + b"\n", "t"), "h"))
+    return [e.kind.value for e in events], sorted(normalizer.stats.skipped)
+
+
+def test_tracked_only_unified_log_launch_of_a_non_policy_app_labelled() -> None:
+    other = _apple(_ul_record("/usr/libexec/runningboardd",
+                              "Now tracking process: [app<application.com.example.Notes.1.2(501)>:812]"))
+    safari = _apple(_ul_record("/usr/libexec/runningboardd",
+                               "Now tracking process: [app<application.com.apple.Safari.1.2(501)>:812]"))
+    assert _tracked(other) == ([], ["unifiedlog:app_activity(untracked)"])
+    assert _tracked(safari) == (["app_activity"], [])
+    assert _full_way(other)[0] == 1  # without tracked-only mapping the launch is an event like any
+
+
+def test_tracked_only_eslogger_exec_of_a_daemon_labelled_and_of_an_interpreter_mapped() -> None:
+    def exec_of(path: str, signing_id: str) -> bytes:
+        return _apple(_es_record("exec", {"target": {
+            "audit_token": {"pid": 11, "pidversion": 4}, "executable": {"path": path}, "signing_id": signing_id,
+            "is_platform_binary": True}, "args": [path]}))
+
+    assert _tracked(exec_of("/usr/libexec/xpcproxy", "com.apple.xpc.proxy")) == \
+        ([], ["eslogger:exec(untracked)"])
+    assert _tracked(exec_of("/usr/bin/curl", "com.apple.curl")) == (["process_exec"], [])
