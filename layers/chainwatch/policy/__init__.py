@@ -296,7 +296,7 @@ class Policy:
         whose parent does (a stealer re-launching a copy of itself from a hidden folder is part of it, wherever
         the copy lives), and apps in ``/Applications`` that no signature vouches for (:meth:`unvetted_app`).
         """
-        key = ("tracks", executable, signature, parent_executable)
+        key = (_TRACKS_KEY, executable, signature, parent_executable)
         cache = self._cache
         found = cache.get(key)
         if found is None:
@@ -364,7 +364,7 @@ class Policy:
     # -- destinations ------------------------------------------------------------------------------------------
     def destination_class(self, ip: str | None) -> str:
         """``"not_egress"``, ``"internal"``, ``"external"`` or ``"unknown"`` (no parseable address)."""
-        key = ("destination", ip)
+        key = (_DESTINATION_KEY, ip)
         cache = self._cache
         found = cache.get(key)
         if found is None:
@@ -382,6 +382,12 @@ class Policy:
         if any(address in net for net in self.internal if net.version == address.version):
             return "internal"
         return "external"
+
+
+#: Sentinels that open the cache keys of tracks_image and destination_class: equal to no string, so no key of
+#: theirs can ever equal one of classify's (whose first element is an attacker-chosen executable path).
+_TRACKS_KEY = object()
+_DESTINATION_KEY = object()
 
 
 def _contradicts(app: AppSpec, signing: str | None, team: str | None, platform: bool | None) -> bool:
