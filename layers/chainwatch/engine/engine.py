@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainwatch.engine.chain import assemble
-from chainwatch.engine.hoststate import HostState, admit
+from chainwatch.engine.hoststate import HostState, admit, relevant
 from chainwatch.engine.store import StateStore
 from chainwatch.events import AnyEvent
 from chainwatch.findings.model import Finding
@@ -86,16 +86,24 @@ class Engine:
         return state
 
     def ingest(self, event: AnyEvent) -> None:
-        """Admit one event; re-assemble its host when enough event time has passed."""
+        """Admit one event; re-assemble its host when enough event time has passed.
+
+        Only what is kept counts: an event the engine does not keep creates no state, starts no schedule and moves
+        no clock, so leaving such events out (the relevance gate, tracked-only mapping) changes nothing.
+        """
         self.stats.events += 1
-        state = self.state_for(event.host)
-        mark = self._marks.get(event.host)
+        host = event.host
+        self.stats.hosts.add(host)
+        if not relevant(self.policy, event):
+            return
+        state = self.state_for(host)
+        if not admit(state, self.policy, event):
+            return
+        self.stats.admitted += 1
+        mark = self._marks.get(host)
         if mark is None:
-            mark = self._marks[event.host] = _HostMark(assembled_at_ns=event.time_ns)
-            self.stats.hosts.add(event.host)
-        if admit(state, self.policy, event):
-            self.stats.admitted += 1
-            mark.dirty = True
+            mark = self._marks[host] = _HostMark(assembled_at_ns=event.time_ns)
+        mark.dirty = True
         if state.watermark_ns - mark.assembled_at_ns >= self.step_ns:
             self._advance(state, mark)
 
