@@ -272,26 +272,35 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
             return
         yield from _expand(first, RawRef(origin, line_no))
     loads = orjson.loads
-    for raw in iterator:
-        line_no += 1
-        if not raw or raw.isspace():
-            continue
-        if gate is not None:
-            gated = gate(raw)
-            if gated is not None:
-                counts[gated] = counts.get(gated, 0) + 1
+    try:
+        for raw in iterator:
+            line_no += 1
+            if not raw or raw.isspace():
                 continue
-        try:
-            data = loads(raw)
-        except orjson.JSONDecodeError:
-            data, reason = _loads_line(raw)
-            if reason is not None:
-                yield Rejection(RawRef(origin, line_no), reason, excerpt=excerpt(raw))
-                continue
-        if type(data) is dict and _ENVELOPE_KEYS.isdisjoint(data):
-            yield Record(data, RawRef(origin, line_no))
-        else:
-            yield from _expand(data, RawRef(origin, line_no))
+            if gate is not None:
+                gated = gate(raw)
+                if gated is not None:
+                    counts[gated] = counts.get(gated, 0) + 1
+                    continue
+            try:
+                data = loads(raw)
+            except orjson.JSONDecodeError:
+                data, reason = _loads_line(raw)
+                if reason is not None:
+                    yield Rejection(RawRef(origin, line_no), reason, excerpt=excerpt(raw))
+                    continue
+            if type(data) is dict and _ENVELOPE_KEYS.isdisjoint(data):
+                yield Record(data, RawRef(origin, line_no))
+            else:
+                yield from _expand(data, RawRef(origin, line_no))
+    except (OSError, EOFError, zlib.error):
+        # The file broke part way (truncated gzip, I/O error): what was gated before the damage was still read.
+        yield from _gated_counts(counts)
+        raise
+    yield from _gated_counts(counts)
+
+
+def _gated_counts(counts: dict[Gated, int]) -> Iterator[Gated]:
     for gated, count in counts.items():
         yield Gated(gated.source, gated.label, count)
 
