@@ -259,7 +259,7 @@ def read_stream(lines: Iterable[bytes], origin: str, gate: LineGate | None = Non
     counts: dict[Gated, int] = {}
     # The first line decides the reading mode: objects concatenated on one line (what some shippers put in one
     # Kinesis record) are read one by one in documents mode, so such a line is never gated whole.
-    gated = gate(raw) if gate is not None and b"}{" not in raw and b"} {" not in raw else None
+    gated = gate(raw) if gate is not None and b"}{" not in raw and b"} {" not in raw and b"}\t{" not in raw else None
     if gated is not None:
         # A line the gate recognises is one whole record, so the file is JSON lines like any whose first line
         # decodes (the gate passes anything that does not look like one complete object).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import requests
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.parsers import create_parser
+from moto import mock_aws
 
 from chainwatch.sinks.base import Delivery, InMemoryTicketMap, RetryPolicy, SinkContext
+from chainwatch.sinks.security_lake import SecurityLakeSink
 
 DATA = Path(__file__).parent / "data" / "aws_sinks_findings.jsonl"
 REGION = "us-east-1"
@@ -168,3 +171,25 @@ def all_strings(value: Any) -> Iterator[str]:
             yield from all_strings(item)
     elif value is not None:
         yield str(value)
+
+
+# -- Security Lake: one bucket and one sink factory for both formats -------------------------------------------------
+
+LAKE_BUCKET = "aws-security-data-lake-us-east-1-abcdefghij"
+LAKE_ACCOUNT = "111122223333"
+
+
+@contextmanager
+def lake_bucket() -> Iterator[ClientFactory]:
+    """moto S3 (``mock_aws``) with the Security Lake bucket created; set :data:`AWS_ENV` first."""
+    with mock_aws():
+        factory = ClientFactory()
+        factory("s3").create_bucket(Bucket=LAKE_BUCKET)
+        yield factory
+
+
+def lake_sink(aws: ClientFactory, sleeps: Sleeps, fmt: str, max_attempts: int = 5,
+              **config: Any) -> SecurityLakeSink:
+    settings = {"kind": "security_lake", "bucket": LAKE_BUCKET, "source_name": "chainwatch",
+                "account_id": LAKE_ACCOUNT, "format": fmt, **config}
+    return SecurityLakeSink("lake", settings, context(aws, sleeps, max_attempts))

@@ -19,26 +19,27 @@ import pytest
 from aws_support import (
     ACCESS_KEY,
     AWS_ENV,
+    LAKE_ACCOUNT,
+    LAKE_BUCKET,
     REGION,
     SECRET_KEY,
     ClientFactory,
     FaultInjector,
     Sleeps,
     alert_document,
-    context,
     delivery,
     documents,
+    lake_bucket,
+    lake_sink,
     record_params,
     s3_error,
 )
-from moto import mock_aws
 
 from chainwatch.errors import ConfigError
 from chainwatch.sinks.base import Outcome
 from chainwatch.sinks.security_lake import SecurityLakeSink, object_key, render_record
 
-BUCKET = "aws-security-data-lake-us-east-1-abcdefghij"
-ACCOUNT = "111122223333"
+BUCKET, ACCOUNT = LAKE_BUCKET, LAKE_ACCOUNT
 KEY = re.compile(r"ext/chainwatch/region=us-east-1/accountId=111122223333/eventDay=(\d{8})/"
                  r"(cw-[0-9a-f]{32})-r(\d{6})\.ocsf\.jsonl\.gz")
 
@@ -47,9 +48,7 @@ KEY = re.compile(r"ext/chainwatch/region=us-east-1/accountId=111122223333/eventD
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClientFactory]:
     for key, value in AWS_ENV.items():
         monkeypatch.setenv(key, value)
-    with mock_aws():
-        factory = ClientFactory()
-        factory("s3").create_bucket(Bucket=BUCKET)
+    with lake_bucket() as factory:
         yield factory
 
 
@@ -59,9 +58,7 @@ def sleeps() -> Sleeps:
 
 
 def make_sink(aws: ClientFactory, sleeps: Sleeps, max_attempts: int = 5, **config: Any) -> SecurityLakeSink:
-    settings = {"kind": "security_lake", "bucket": BUCKET, "source_name": "chainwatch", "account_id": ACCOUNT,
-                "format": "json", **config}
-    return SecurityLakeSink("lake", settings, context(aws, sleeps, max_attempts))
+    return lake_sink(aws, sleeps, config.pop("format", "json"), max_attempts, **config)
 
 
 def keys(aws: ClientFactory, bucket: str = BUCKET) -> list[str]:

@@ -20,16 +20,18 @@ import pyarrow.parquet as pq
 import pytest
 from aws_support import (
     AWS_ENV,
+    LAKE_ACCOUNT,
+    LAKE_BUCKET,
     ClientFactory,
     FaultInjector,
     Sleeps,
     alert_document,
-    context,
     delivery,
     documents,
+    lake_bucket,
+    lake_sink,
     s3_error,
 )
-from moto import mock_aws
 
 from chainwatch.errors import ConfigError
 from chainwatch.findings.ocsf import validate_detection_finding
@@ -37,8 +39,7 @@ from chainwatch.sinks._ocsf_parquet import arrow_schema
 from chainwatch.sinks.base import Outcome
 from chainwatch.sinks.security_lake import SecurityLakeSink, marked_document
 
-BUCKET = "aws-security-data-lake-us-east-1-abcdefghij"
-ACCOUNT = "111122223333"
+BUCKET, ACCOUNT = LAKE_BUCKET, LAKE_ACCOUNT
 KEY = re.compile(r"ext/chainwatch/region=us-east-1/accountId=111122223333/eventDay=(\d{8})/cw-[0-9a-f]{32}\.parquet")
 DAY_MS = 86_400_000
 
@@ -47,9 +48,7 @@ DAY_MS = 86_400_000
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClientFactory]:
     for key, value in AWS_ENV.items():
         monkeypatch.setenv(key, value)
-    with mock_aws():
-        factory = ClientFactory()
-        factory("s3").create_bucket(Bucket=BUCKET)
+    with lake_bucket() as factory:
         yield factory
 
 
@@ -59,9 +58,7 @@ def sleeps() -> Sleeps:
 
 
 def make_sink(aws: ClientFactory, sleeps: Sleeps, max_attempts: int = 5, **config: Any) -> SecurityLakeSink:
-    settings = {"kind": "security_lake", "bucket": BUCKET, "source_name": "chainwatch", "account_id": ACCOUNT,
-                **config}
-    return SecurityLakeSink("lake", settings, context(aws, sleeps, max_attempts))
+    return lake_sink(aws, sleeps, config.pop("format", "parquet"), max_attempts, **config)
 
 
 def keys(aws: ClientFactory, bucket: str = BUCKET) -> list[str]:
