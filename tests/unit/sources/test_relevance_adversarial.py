@@ -173,3 +173,19 @@ def test_relevance_signature_of_odd_type_same_decision_both_ways() -> None:
     assert full.target.signature == lean.target.signature
     assert full.target.signature is not None and full.target.signature.platform_binary is None
     assert would_admit(POLICY, full) == would_admit(POLICY, lean) is True
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "reader, as test_relevance_concatenated_objects_on_first_line_same_events, but worse in Lambda: correlate reads "
+    "each Kinesis record with read_bytes(..., relevance_gate()), so EVERY record is a 'first line'. A producer that "
+    "batches objects into one record without newlines (PutRecord of json+json) loses the whole record whenever its "
+    "first object is an open or an unmodified close."))
+def test_relevance_kinesis_record_of_concatenated_objects_same_events() -> None:
+    from chainwatch.pipeline.correlate import KinesisRecord, decode_payload
+
+    data = _apple(OPEN) + _apple(EVIL)
+    items, host, forced = decode_payload(KinesisRecord("1", "mac-01", data))
+    gated = Normalizer(forced_format=forced)
+    full = Normalizer(gate=False)
+    assert _kinds(list(full.run(read_bytes(data, "kinesis:shard"), host))) == ["process_exec"]
+    assert _kinds(list(gated.run(items, host))) == ["process_exec"]
