@@ -189,3 +189,16 @@ def test_relevance_kinesis_record_of_concatenated_objects_same_events() -> None:
     full = Normalizer(gate=False)
     assert _kinds(list(full.run(read_bytes(data, "kinesis:shard"), host))) == ["process_exec"]
     assert _kinds(list(gated.run(items, host))) == ["process_exec"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "policy: classify() caches under (executable, signing_id, team_id, platform) and tracks_image() under "
+    "('tracks', executable, signature, parent_executable) in the same dict, so classify('tracks', signed S) reads "
+    "tracks_image(S, None, None)'s (bool, role) tuple as its Classification (and the reverse). Needs an executable "
+    "named exactly 'tracks' (never an absolute ES/ECS path), so theoretical. Fix: tag classify's key too."))
+def test_relevance_policy_caches_of_classify_and_tracks_image_do_not_collide() -> None:
+    from chainwatch.events import CodeSignature
+
+    policy = load_policy()
+    assert policy.tracks_image("/Users/a/Downloads/evil", None, None) == (True, None)
+    assert policy.classify("tracks", CodeSignature(signing_id="/Users/a/Downloads/evil")) is None
