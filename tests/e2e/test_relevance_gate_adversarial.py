@@ -87,3 +87,33 @@ def test_relevance_tracked_only_first_unkept_event_same_findings(tmp_path: Path)
     full = _findings(root, lean=False)
     assert full  # the chain is found (by both ways once they agree: with 1 stage, its first half evicted)
     assert _findings(root, lean=True) == full
+
+
+FOLDERS = [*sorted(p for p in (ROOT / "tests" / "corpus").iterdir() if p.is_dir()),
+           ROOT / "events" / "mac-01", ROOT / "events" / "mac-02", ROOT.parent / "shared" / "fixtures"]
+
+
+def _admitted(folder: Path, *, lean: bool) -> list[bytes]:
+    """Every event the engine would keep, in reading order, as its JSON (the full way vs ``detect``'s way)."""
+    from chainwatch.engine.engine import would_admit
+
+    normalizer = Normalizer(gate=lean, tracked_only=POLICY if lean else None)
+    kept = []
+    for path in iter_files([folder]):
+        if path.name in ("expected.json", "truth.json", "manifest.json"):
+            continue
+        for event in normalizer.run(read_path(path, normalizer.gate), path.parent.name):
+            if would_admit(POLICY, event):
+                kept.append(orjson.dumps(event.to_dict(), option=orjson.OPT_SORT_KEYS))
+    return kept
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_relevance_gate_and_tracked_only_keep_every_event_the_engine_keeps(folder: Path) -> None:
+    """Stronger than equal findings: the very events the engine admits are the same, in the same order (a lost
+    event that no corpus chain needs would not show in the findings)."""
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not beside this checkout")
+    full = _admitted(folder, lean=False)
+    assert full
+    assert _admitted(folder, lean=True) == full
