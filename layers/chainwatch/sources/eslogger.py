@@ -138,9 +138,11 @@ def _token(value: Any) -> tuple[int, int | None, int | None] | None:
     return parsed["pid"], parsed.get("pidversion"), parsed.get("euid")
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=16384, typed=True)
 def _signature(signing_id: Any, team_id: Any, platform: Any, category: Any, cdhash: Any) -> CodeSignature:
-    # Signatures repeat for every event of the same binary: one shared immutable object each.
+    # Signatures repeat for every event of the same binary: one shared immutable object each. Typed: 1 == True
+    # (and 1.0 == 1), so an untyped cache would hand a record's ``is_platform_binary: 1`` the platform claim of an
+    # earlier ``true``, a result that depends on which records were mapped before it.
     return CodeSignature(
         signing_id=signing_id if type(signing_id) is str and signing_id else None,
         team_id=team_id if type(team_id) is str and team_id else None,
