@@ -75,13 +75,6 @@ def _findings(root: Path, *, lean: bool) -> list[tuple[str, int]]:
     return [(f.finding_id, len(f.stages)) for f in engine.all_findings()]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: Engine.ingest starts a host's re-assembly schedule (_HostMark.assembled_at_ns) at the time of the first "
-    "event it is handed, admitted or not, while admit() says only kept events move anything. Tracked-only mapping "
-    "leaves such events out, so the schedule, the evictions and (with evidence > 2 x window out of order) the "
-    "findings differ: here the full way finds the chain with 3 stages, detect's way with 1 (another id). "
-    "Fix (engine.py): start the mark at the first ADMITTED event of the host (create _HostMark, or set "
-    "assembled_at_ns, only once admit() returns True)."))
 def test_relevance_tracked_only_first_unkept_event_same_findings(tmp_path: Path) -> None:
     root = _host(tmp_path / "fleet")
     full = _findings(root, lean=False)

@@ -47,12 +47,6 @@ def _both(blob: bytes) -> tuple[tuple[list[str], int], tuple[list[str], int]]:
 # -- the first line decides the reading mode ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader: a file's first line decides lines vs documents mode; the gate is asked about the first line too, and "
-    "a line of concatenated objects ('{...}{...}', one of the shapes documents mode reads) whose FIRST object is an "
-    "unmapped event (open: most of any capture) is dropped whole as one 'eslogger:open'. Every later object of the "
-    "file is lost silently. Fix: never gate a file's first JSON line (decode it; it decides the mode) - one decode "
-    "per file."))
 @pytest.mark.parametrize("separator", [b"", b" ", b"\t"])
 def test_relevance_concatenated_objects_on_first_line_same_events(separator: bytes) -> None:
     blob = _apple(OPEN) + separator + _apple(EVIL) + separator + _apple(OPEN) + b"\n"
@@ -61,9 +55,6 @@ def test_relevance_concatenated_objects_on_first_line_same_events(separator: byt
     assert lean == full
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader: as above for the unified log: the gate names the record by the FIRST processImagePath of the line, so "
-    "a classified record of a patterned process behind an unclassified one on the same first line is never read."))
 def test_relevance_concatenated_unified_log_on_first_line_same_events() -> None:
     quiet = _ul_record("/usr/libexec/trustd", "SecTrustEvaluateIfNecessary: ordinary")
     prompt = _ul_record("/usr/libexec/syspolicyd", "Attempting to move malware to trash")
@@ -121,11 +112,6 @@ def test_relevance_duplicate_process_image_path_read_as_the_decoder_reads_it() -
 # -- counting ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader: gated lines are counted only when the stream ends normally; a file that breaks part way (truncated "
-    "gzip, I/O error) loses the counts of every line gated before the damage, so 'records' and the skip labels "
-    "understate what was read (findings are unchanged). Fix: yield the pending Gated counts before re-raising "
-    "(try/except around the line loop in read_stream)."))
 def test_relevance_truncated_gzip_counts_gated_records_read_before_the_damage(tmp_path: Path) -> None:
     blob = b"".join(_apple(OPEN) + b"\n" for _ in range(3000)) + _apple(EVIL) + b"\n"
     blob += b"".join(_apple(OPEN) + b"\n" for _ in range(3000))
@@ -175,11 +161,6 @@ def test_relevance_signature_of_odd_type_same_decision_both_ways() -> None:
     assert would_admit(POLICY, full) == would_admit(POLICY, lean) is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reader, as test_relevance_concatenated_objects_on_first_line_same_events, but worse in Lambda: correlate reads "
-    "each Kinesis record with read_bytes(..., relevance_gate()), so EVERY record is a 'first line'. A producer that "
-    "batches objects into one record without newlines (PutRecord of json+json) loses the whole record whenever its "
-    "first object is an open or an unmodified close."))
 def test_relevance_kinesis_record_of_concatenated_objects_same_events() -> None:
     from chainwatch.pipeline.correlate import KinesisRecord, decode_payload
 
@@ -191,11 +172,6 @@ def test_relevance_kinesis_record_of_concatenated_objects_same_events() -> None:
     assert _kinds(list(gated.run(items, host))) == ["process_exec"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "policy: classify() caches under (executable, signing_id, team_id, platform) and tracks_image() under "
-    "('tracks', executable, signature, parent_executable) in the same dict, so classify('tracks', signed S) reads "
-    "tracks_image(S, None, None)'s (bool, role) tuple as its Classification (and the reverse). Needs an executable "
-    "named exactly 'tracks' (never an absolute ES/ECS path), so theoretical. Fix: tag classify's key too."))
 def test_relevance_policy_caches_of_classify_and_tracks_image_do_not_collide() -> None:
     from chainwatch.events import CodeSignature
 
