@@ -7,14 +7,14 @@ rebuilds the same frozen values the engine produced; nothing but these known typ
 from __future__ import annotations
 
 import zlib
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 import orjson
 
-from chainwatch.engine.hoststate import HostState
-from chainwatch.engine.lineage import ProcessTable, ProcNode
+from chainwatch.engine.hoststate import HostState, event_identity
+from chainwatch.engine.lineage import ProcessTable, ProcNode, node_key
 from chainwatch.errors import ChainwatchError
 from chainwatch.events import (
     AppAction,
@@ -238,3 +238,122 @@ def _trim_oldest(state: HostState) -> int:
     before = len(state) + len(state.seen)
     state.evict_before(horizon)
     return before - len(state) - len(state.seen)
+
+
+# -- deltas ---------------------------------------------------------------------------------------------------------
+#
+# A delta is what one batch did to one host's state, small enough to write instead of the whole state: the events the
+# batch admitted (in admission order, each with the role its process image was given), the scalars the batch moved
+# (watermark, version), the finding records it changed or dropped, and the horizon it evicted at. Replaying it on
+# the state the batch started from rebuilds exactly the state the batch ended with: the same mutations admit made,
+# in the same order, then the same eviction.
+
+DELTA_VERSION = 1
+
+
+@dataclass
+class StateDelta:
+    """One batch's change to one host's state (see the section comment above)."""
+
+    admitted: list[tuple[Any, Classification | None]] = field(default_factory=list)
+    watermark_ns: int = 0
+    version: int = 0
+    digests_set: dict[str, list[Any]] = field(default_factory=dict)
+    digests_deleted: list[str] = field(default_factory=list)
+    #: The horizon :meth:`HostState.evict_before` was called with at the end of the batch (``None``: not called).
+    evicted_at: int | None = None
+
+    def finish(self, state: HostState, digests_before: dict[str, list[Any]], evicted_at: int | None) -> None:
+        """Record the batch's scalars and finding-record changes from the state it ended with."""
+        after = state.finding_digests
+        self.watermark_ns = state.watermark_ns
+        self.version = state.version
+        self.digests_set = {k: v for k, v in after.items() if digests_before.get(k) != v}
+        self.digests_deleted = sorted(k for k in digests_before if k not in after)
+        self.evicted_at = evicted_at
+
+
+def role_of(state: HostState, event: Any) -> Classification | None:
+    """The role the process image an admitted exec or fork created (or kept) carries; ``None`` for other events."""
+    if isinstance(event, ProcessExec):
+        node = state.processes.nodes.get(node_key(event.target, event.time_ns))
+    elif isinstance(event, ProcessFork):
+        node = state.processes.nodes.get(node_key(event.child, event.time_ns))
+    else:
+        return None
+    return node.role if node is not None else None
+
+
+def dumps_delta(delta: StateDelta) -> bytes:
+    events = []
+    for event, role in delta.admitted:
+        encoded = encode_event(event)
+        if role is not None:
+            encoded["_r"] = [role.role.value, role.name, role.technique]
+        events.append(encoded)
+    return zlib.compress(orjson.dumps({
+        "v": DELTA_VERSION, "ev": events, "wm": delta.watermark_ns, "ver": delta.version,
+        "fset": delta.digests_set, "fdel": delta.digests_deleted, "evict": delta.evicted_at}), 6)
+
+
+def loads_delta(blob: bytes) -> StateDelta:
+    try:
+        data = orjson.loads(zlib.decompress(blob))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise StateDecodeError(f"stored state delta is not readable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != DELTA_VERSION:
+        raise StateDecodeError(f"stored state delta format is not {DELTA_VERSION}")
+    try:
+        admitted: list[tuple[Any, Classification | None]] = []
+        for encoded in data["ev"]:
+            role = encoded.pop("_r", None)
+            admitted.append((decode_event(encoded),
+                             Classification(Role(role[0]), role[1], role[2]) if role else None))
+        evicted = data.get("evict")
+        return StateDelta(admitted, int(data["wm"]), int(data["ver"]),
+                          {str(k): list(v) for k, v in data["fset"].items()}, [str(k) for k in data["fdel"]],
+                          None if evicted is None else int(evicted))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise StateDecodeError(f"stored state delta does not decode: {exc}") from exc
+
+
+def apply_delta(state: HostState, delta: StateDelta) -> None:
+    """Replay ``delta`` on the state its batch started from (mutates ``state``).
+
+    The mutations are :func:`~chainwatch.engine.hoststate.admit`'s for an event it keeps, with the admission
+    decision (and the process role) taken from the delta rather than the policy: a policy deployed in between must
+    not change what an earlier batch already kept.
+    """
+    processes = state.processes
+    for event, role in delta.admitted:
+        if isinstance(event, ProcessExec):
+            processes.add_exec(event, role)
+        elif isinstance(event, ProcessFork):
+            processes.add_fork(event, role)
+        elif isinstance(event, ProcessExit):
+            if event.process is None:
+                raise StateDecodeError("stored state delta holds a process exit without its process")
+            processes.add_exit(event.process, event.time_ns)
+        elif isinstance(event, FileWrite):
+            state.add_file(event)
+        elif isinstance(event, AppActivity):
+            state.apps.append(event)
+        elif isinstance(event, XattrChange):
+            state.xattrs.append(event)
+        elif isinstance(event, Gatekeeper):
+            state.gatekeeper.append(event)
+        elif isinstance(event, VolumeMount):
+            state.mounts.append(event)
+        elif isinstance(event, NetworkConnection):
+            state.network.append(event)
+        else:
+            raise StateDecodeError(f"stored state delta holds an event of type {type(event).__name__}")
+        state.seen.add(event_identity(event))
+    state.watermark_ns = delta.watermark_ns
+    state.version = delta.version
+    digests = state.finding_digests
+    for key in delta.digests_deleted:
+        digests.pop(key, None)
+    digests.update((k, list(v)) for k, v in delta.digests_set.items())
+    if delta.evicted_at is not None:
+        state.evict_before(delta.evicted_at)

@@ -4,7 +4,8 @@ Guarantees (see the pipeline issue):
 
 - records are decoded, normalized and grouped by host; a host whose records carry nothing the chain can use costs
   no DynamoDB call; every other host costs one Query and one conditional transaction per batch (more only when
-  another writer raced it: the conflict is re-read and re-applied, never lost);
+  another writer raced it: the conflict is re-read and re-applied, never lost), and the transaction writes what
+  the batch changed (a delta), not the whole state, except when the store compacts;
 - a poison record (undecodable, unreadable, unmappable) is set aside in quarantine with its reason and the batch
   goes on; only transient failures (throttling, service errors, a quarantine that cannot be written) become batch
   item failures, and then for that host's records only;
@@ -22,7 +23,10 @@ from typing import Any
 
 import orjson
 
-from chainwatch.engine.engine import correlate_host, would_admit
+from chainwatch.engine.chain import assemble
+from chainwatch.engine.codec import StateDelta, role_of
+from chainwatch.engine.engine import HostResult, reconcile, would_admit
+from chainwatch.engine.hoststate import HostState, admit
 from chainwatch.errors import StateConflictError, TransientError
 from chainwatch.events import AnyEvent, SourceFormat
 from chainwatch.findings.model import Finding
@@ -82,6 +86,8 @@ class BatchReport:
     conflicts: int = 0
     state_reads: int = 0
     state_writes: int = 0
+    #: State writes that rewrote the whole state (the rest wrote one delta each).
+    compactions: int = 0
     #: State entries the codec dropped (oldest first) to keep items under DynamoDB's size limit.
     trimmed: int = 0
     coverage_flushes: int = 0
@@ -242,6 +248,30 @@ def _sequence_key(sequence: str) -> tuple[int, str]:
     return (int(head), sequence) if head.isdigit() else (0, sequence)
 
 
+def correlate_recording(state: HostState, events: Iterable[AnyEvent], policy: Policy) -> tuple[HostResult, StateDelta]:
+    """:func:`~chainwatch.engine.engine.correlate_host`, also recording what it changed as a :class:`StateDelta`.
+
+    The same steps in the same order (admit each event, assemble and reconcile once, evict at twice the window
+    behind the watermark); the delta lets the store write what changed instead of the whole state. A test holds it
+    to ``correlate_host`` on the same input.
+    """
+    digests_before = {k: list(v) for k, v in state.finding_digests.items()}
+    delta = StateDelta()
+    for event in events:
+        if admit(state, policy, event):
+            delta.admitted.append((event, role_of(state, event)))
+    if not delta.admitted:
+        return HostResult(0, [], []), delta
+    changed, withdrawn = reconcile(state, assemble(state, policy))
+    horizon = state.watermark_ns - 2 * policy.window_ns
+    evicted_at = None
+    if horizon > 0:
+        state.evict_before(horizon)
+        evicted_at = horizon
+    delta.finish(state, digests_before, evicted_at)
+    return HostResult(len(delta.admitted), changed, withdrawn), delta
+
+
 def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: DynamoStateStore, max_retries: int,
                  now_ns: Callable[[], int], report: BatchReport) -> None:
     for attempt in range(max_retries + 1):
@@ -249,18 +279,19 @@ def _commit_host(host: str, events: list[AnyEvent], policy: Policy, store: Dynam
         if loaded.reset_reason and attempt == 0:
             report.state_resets.append(f"{host}: {loaded.reset_reason}")
         report.state_reads += 1
-        result = correlate_host(loaded.state, events, policy)
+        result, delta = correlate_recording(loaded.state, events, policy)
         if not result.admitted and not result.changed:
             return  # every record was already in the state: a redelivery
         outbox = [OutboxRecord(f.finding_id, f.host, revision, orjson.dumps(to_ocsf(f, policy)).decode(), digest,
                                f.is_alert, canary=is_canary_host(f.host)) for f, revision, digest in result.changed]
         expires_ns = max(loaded.state.watermark_ns, now_ns()) + 2 * policy.window_ns
         try:
-            store.commit(loaded, outbox, expires_ns)
+            store.commit(loaded, outbox, expires_ns, delta)
         except StateConflictError:
             report.conflicts += 1
             continue
         report.state_writes += 1
+        report.compactions += store.last_compacted
         report.trimmed += store.last_trimmed
         report.findings_written += len(outbox)
         report.findings.extend(f for f, _, _ in result.changed)
