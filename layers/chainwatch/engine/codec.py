@@ -132,6 +132,8 @@ def _decode_node(data: dict[str, Any]) -> ProcNode:
 
 def encode_state(state: HostState) -> dict[str, Any]:
     table = state.processes
+    files = state.files
+    index = {id(e): i for i, e in enumerate(files)}
     return {
         "v": FORMAT_VERSION,
         "host": state.host,
@@ -139,7 +141,10 @@ def encode_state(state: HostState) -> dict[str, Any]:
         "exits": table.exits,
         "pid_exits": {str(pid): stamps for pid, stamps in table.pid_exits.items()},
         "apps": [encode_event(e) for e in state.apps],
-        "files": [encode_event(e) for e in state.files],
+        "files": [encode_event(e) for e in files],
+        # Which held file fills which slot: decoding by re-adding the files would refill a first-write slot that
+        # eviction emptied while its latest-write slot stayed, and the state would not come back as it was.
+        "slots": {key: index[id(e)] for key, e in state.file_slots.items()},
         "xattrs": [encode_event(e) for e in state.xattrs],
         "gatekeeper": [encode_event(e) for e in state.gatekeeper],
         "network": [encode_event(e) for e in state.network],
@@ -166,8 +171,13 @@ def decode_state(data: dict[str, Any]) -> HostState:
     table.pid_exits = {int(k): sorted(v) for k, v in data.get("pid_exits", {}).items()}
     state = HostState(host=data["host"], processes=table)
     state.apps = [decode_event(e) for e in data.get("apps", [])]
-    for encoded in data.get("files", []):
-        state.add_file(decode_event(encoded))
+    files = [decode_event(e) for e in data.get("files", [])]
+    slots = data.get("slots")
+    if isinstance(slots, dict):
+        state.file_slots = {str(key): files[int(i)] for key, i in slots.items()}
+    else:  # written before the slots were stored
+        for event in files:
+            state.add_file(event)
     state.xattrs = [decode_event(e) for e in data.get("xattrs", [])]
     state.gatekeeper = [decode_event(e) for e in data.get("gatekeeper", [])]
     state.network = [decode_event(e) for e in data.get("network", [])]
@@ -349,6 +359,9 @@ def apply_delta(state: HostState, delta: StateDelta) -> None:
         else:
             raise StateDecodeError(f"stored state delta holds an event of type {type(event).__name__}")
         state.seen.add(event_identity(event))
+    # The batch's assembly sorted the connections in place (chain.assemble, to bisect them by time); stable, so
+    # the same sort of the same list leaves them in the same order.
+    state.network.sort(key=lambda conn: (conn.time_ns, str(conn.raw)))
     state.watermark_ns = delta.watermark_ns
     state.version = delta.version
     digests = state.finding_digests
