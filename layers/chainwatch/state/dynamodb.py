@@ -22,6 +22,7 @@ DynamoDB deletes expired items lazily (up to days late), so every read filters o
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,6 +175,22 @@ class OutboxRecord:
     canary: bool = False
 
 
+class _Inconsistent(StateDecodeError):
+    """What one Query showed does not fit together (a base or delta the head names is not there)."""
+
+
+def _head(items: list[Any]) -> Any | None:
+    return next((i for i in items if i.sk == STATE_SK), None)
+
+
+def _base(items: list[Any]) -> Any | None:
+    return next((i for i in items if i.sk == BASE_SK), None)
+
+
+def _deltas(items: list[Any]) -> list[Any]:
+    return [i for i in items if i.sk.startswith(DELTA_PREFIX)]
+
+
 #: Most items one TransactWriteItems may hold.
 MAX_TRANSACTION_ITEMS = 100
 
@@ -201,12 +218,22 @@ class DynamoStateStore:
     ttl_slack:
         How much longer than the head the base and deltas live (their TTL is set when they are written, the head's
         on every commit; a commit that would outlive them compacts, so they never expire under a live head).
+    read_attempts:
+        Queries per load when what one read shows is inconsistent (half of a concurrent compaction).
+    cache_bytes, cache_hosts:
+        Bound on the states kept between batches (compressed stored bytes, hosts); 0 bytes keeps none.
     """
 
     def __init__(self, models: Models, *, retention: timedelta = timedelta(days=30),
                  clock: Any = time.time, max_deltas: int = 16, min_compact_bytes: int = 16 * 1024,
-                 ttl_slack: timedelta = timedelta(hours=6)) -> None:
+                 ttl_slack: timedelta = timedelta(hours=6), read_attempts: int = 3,
+                 cache_bytes: int = 16 * 1024 * 1024, cache_hosts: int = 4096) -> None:
         self.models = models
+        self.read_attempts = max(1, read_attempts)
+        self.cache_bytes = cache_bytes
+        self.cache_hosts = cache_hosts
+        self._cache: OrderedDict[str, LoadedState] = OrderedDict()
+        self._cache_bytes = 0
         self.retention = retention
         self.clock = clock
         self.max_deltas = max_deltas
@@ -226,23 +253,68 @@ class DynamoStateStore:
         """A host's live state (a fresh one when none is stored or the stored one has expired); one Query.
 
         The Query reads the whole ``state`` prefix of the host's partition (head, base, deltas) and the deltas are
-        replayed on the base. Expiry is checked here rather than in a filter expression: a filtered-out expired
-        head (TTL deletes lazily, up to days late) would hide the version the next conditional write must name.
+        replayed on the base. When this process committed the host's state last (a warm Lambda container: a host's
+        records stay on one shard), the state it kept is used instead and the Query reads only deltas written since
+        by anyone else (normally none); the head's version condition on the next commit catches any other change.
+        Expiry is checked here rather than in a filter expression: a filtered-out expired head (TTL deletes
+        lazily, up to days late) would hide the version the next conditional write must name.
         """
+        cached = self._cache.pop(host, None)
+        if cached is not None:
+            self._cache_bytes -= cached.base_bytes + cached.delta_bytes
+            head = cached.item
+            live = head is not None and (head.expires_at is None or head.expires_at > self._now())
+            if live and self._catch_up(cached):
+                return cached
+        for attempt in range(self.read_attempts):
+            items = self._query(host, self.models.state.sk.startswith(STATE_SK))
+            try:
+                return self._assemble(host, items)
+            except _Inconsistent as exc:
+                # A Query is read-committed item by item, not a snapshot: it can see half of another writer's
+                # compaction. Read again; what stays inconsistent (a delta or base lost) resets like corruption.
+                if attempt + 1 == self.read_attempts:
+                    loaded = LoadedState(HostState(host), _head(items), base=_base(items), deltas=_deltas(items))
+                    loaded.reset_reason = str(exc)
+                    loaded.must_compact = "reset"
+                    return loaded
+        raise AssertionError("unreachable")  # pragma: no cover (read_attempts >= 1)
+
+    def _query(self, host: str, condition: Any) -> list[Any]:
         model = self.models.state
         try:
-            items = list(model.query(f"host#{host}", model.sk.startswith(STATE_SK), consistent_read=True))
+            return list(model.query(f"host#{host}", condition, consistent_read=True))
         except PynamoDBException as exc:
             raise TransientError(f"state read for {host} failed: {exc}") from exc
-        head = base = None
-        deltas: list[Any] = []
-        for item in items:
-            if item.sk == STATE_SK:
-                head = item
-            elif item.sk == BASE_SK:
-                base = item
-            elif item.sk.startswith(DELTA_PREFIX):
-                deltas.append(item)
+
+    def _catch_up(self, cached: LoadedState) -> bool:
+        """Replay on a kept state the deltas written since this process committed it; ``False``: read it afresh."""
+        model = self.models.state
+        head: Any = cached.item
+        version = int(head.version or 0)
+        newer = self._query(cached.state.host,
+                            model.sk.between(f"{DELTA_PREFIX}{version + 1:012d}", f"{DELTA_PREFIX}~"))
+        try:
+            for expected, item in enumerate(sorted(newer, key=lambda d: int(d.seq or 0)), start=version + 1):
+                if int(item.seq or 0) != expected or item.blob is None:
+                    return False
+                apply_delta(cached.state, loads_delta(item.blob))
+                self._account_delta(cached, item)
+                head.version = expected
+        except StateDecodeError:
+            return False
+        return True
+
+    @staticmethod
+    def _account_delta(loaded: LoadedState, item: Any) -> None:
+        loaded.deltas.append(item)
+        loaded.delta_bytes += len(item.blob)
+        loaded.live_deltas += 1
+        if item.expires_at is not None and (loaded.earliest_expiry is None or item.expires_at < loaded.earliest_expiry):
+            loaded.earliest_expiry = item.expires_at
+
+    def _assemble(self, host: str, items: list[Any]) -> LoadedState:
+        head, base, deltas = _head(items), _base(items), _deltas(items)
         loaded = LoadedState(HostState(host), head, base=base, deltas=deltas)
         if head is None:
             # Never written, or the head expired and TTL removed it before its (longer-lived) base and deltas.
@@ -259,6 +331,8 @@ class DynamoStateStore:
                 loaded.must_compact = "previous layout"
                 return loaded
             self._replay(loaded, head, base, deltas)
+        except _Inconsistent:
+            raise
         except StateDecodeError as exc:
             # Failing would block the shard until the records age out; starting afresh loses only this host's
             # partial chains, and the caller counts and logs it.
@@ -269,28 +343,44 @@ class DynamoStateStore:
 
     def _replay(self, loaded: LoadedState, head: Any, base: Any | None, deltas: list[Any]) -> None:
         base_seq = int(head.base_seq or 0)
+        version = int(head.version or 0)
         expiries = []
         if base_seq:
             if base is None or base.blob is None or int(base.seq or 0) != base_seq:
-                raise StateDecodeError(f"stored base {base_seq} is missing")
+                raise _Inconsistent(f"stored base {base_seq} is missing")
             loaded.state = loads_state(base.blob)
             loaded.base_bytes = len(base.blob)
             expiries.append(base.expires_at)
         expected = base_seq + 1
-        for item in sorted((d for d in deltas if int(d.seq or 0) > base_seq), key=lambda d: int(d.seq)):
-            if int(item.seq) != expected or item.blob is None:
-                raise StateDecodeError(f"stored delta {expected} is missing")
+        # Deltas past the head's version belong to a transaction this read saw only part of: the commit's version
+        # condition will fail on it. Deltas at or before the base were folded into it (a half-seen compaction).
+        for item in sorted((d for d in deltas if base_seq < int(d.seq or 0) <= version), key=lambda d: int(d.seq)):
+            if int(item.seq) != expected:
+                raise _Inconsistent(f"stored delta {expected} is missing")
+            if item.blob is None:
+                raise StateDecodeError(f"stored delta {expected} has no content")
             apply_delta(loaded.state, loads_delta(item.blob))
             loaded.delta_bytes += len(item.blob)
             loaded.live_deltas += 1
             expiries.append(item.expires_at)
             expected += 1
-        if expected - 1 != int(head.version or 0):
-            raise StateDecodeError(f"stored deltas end at {expected - 1}, not at {head.version}")
+        if expected - 1 != version:
+            raise _Inconsistent(f"stored deltas end at {expected - 1}, not at {version}")
         if loaded.state.host != head.pk.removeprefix("host#"):
             raise StateDecodeError("stored state names another host")
         known = [e for e in expiries if e is not None]
         loaded.earliest_expiry = min(known) if known else None
+
+    def _keep(self, loaded: LoadedState) -> None:
+        """Keep a just-committed state for this host's next batch (least recently committed hosts go first)."""
+        if self.cache_bytes <= 0:
+            return
+        host = loaded.state.host
+        self._cache[host] = loaded
+        self._cache_bytes += loaded.base_bytes + loaded.delta_bytes
+        while self._cache and (self._cache_bytes > self.cache_bytes or len(self._cache) > self.cache_hosts):
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_bytes -= dropped.base_bytes + dropped.delta_bytes
 
     def commit(self, loaded: LoadedState, outbox: list[OutboxRecord], expires_ns: int,
                delta: StateDelta | None = None) -> None:
@@ -356,6 +446,16 @@ class DynamoStateStore:
         self.trimmed += self.last_trimmed
         self.last_compacted = compact
         self.compactions += compact
+        # What is stored now, for the next batch of this host in this process.
+        loaded.reset_reason = loaded.must_compact = None
+        if compact:
+            loaded.base, loaded.deltas = written[0], []
+            loaded.base_bytes, loaded.delta_bytes, loaded.live_deltas = len(written[0].blob), 0, 0
+            loaded.earliest_expiry = blob_expires
+        else:
+            self._account_delta(loaded, written[0])
+        loaded.item = head
+        self._keep(loaded)
 
     def _should_compact(self, loaded: LoadedState, delta_bytes: int, expires: datetime, outbox: int) -> bool:
         if 2 + len(loaded.deltas) + outbox > MAX_TRANSACTION_ITEMS:
