@@ -16,6 +16,7 @@ Guarantees (see the pipeline issue):
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from chainwatch.sources.reader import Record, Rejection, excerpt, read_bytes
 from chainwatch.state.dynamodb import DynamoStateStore, OutboxRecord
 
 _FORMATS = {f.value for f in SourceFormat}
+#: A "host" key with a string value, as every envelope has (a necessary condition, checked on the raw bytes).
+_HOST_STRING = re.compile(rb'"host"\s*:\s*"')
 #: A gzip'd record may expand to at most this many bytes (a 1 MiB record of zeros inflates to ~1 GB otherwise).
 MAX_INFLATED_BYTES = 32 * 1024 * 1024
 
@@ -118,7 +121,9 @@ def decode_payload(record: KinesisRecord) -> tuple[list[Record | Rejection], str
             return [Rejection(_ref(origin, record), f"invalid gzip payload: {exc}", excerpt=excerpt(data[:60]))], \
                 record.partition_key, None
     stripped = data.lstrip()
-    if stripped[:1] == b"{" and b'"event"' in data:
+    # Only what can be an envelope (a top-level "host" string) is parsed here: eslogger and ECS lines also have an
+    # "event" key, and parsing each of them twice (here, then in the reader) was a third of the decode time.
+    if stripped[:1] == b"{" and b'"event"' in data and _HOST_STRING.search(data) is not None:
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -243,16 +243,20 @@ def test_process_batch_corrupted_delta_state_reset_counted_and_next_commit_compa
     assert stored_state(session, aws.tables.state, HOST)[0] == _old_path([batches[2]])
 
 
-def test_load_missing_delta_state_reset(
-        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord]) -> None:
+def test_load_missing_delta_read_again_then_state_reset(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord],
+        dynamo_calls: DynamoCalls) -> None:
     for batch in _chunks(records, 4):
         correlate(batch, aws, session)
     deltas = [s for s in _sks(session, aws) if s.startswith(DELTA_PREFIX)]
     assert len(deltas) >= 2
     session.resource("dynamodb").Table(aws.tables.state).delete_item(Key={"pk": f"host#{HOST}", "sk": deltas[0]})
+    dynamo_calls.clear()
 
     loaded = make_store(aws).load(HOST)
 
+    # Read again first (it could be half of another writer's compaction), then reset: it stayed missing.
+    assert dynamo_calls.operations() == ["Query"] * 3
     assert loaded.reset_reason is not None and "missing" in loaded.reset_reason
     assert len(loaded.state) == 0 and loaded.must_compact == "reset"
 
@@ -274,3 +278,67 @@ def test_load_whole_state_item_of_previous_layout_kept_and_moved_into_base_on_co
     items = {i["sk"]: i for i in state_items(session, aws.tables.state, HOST)}
     assert sorted(items) == [STATE_SK, BASE_SK] and "blob" not in items[STATE_SK]
     assert stored_state(session, aws.tables.state, HOST)[0] == _old_path([records[:3], records[3:]])
+
+
+# -- the state kept between batches (a warm Lambda container) -----------------------------------------------------
+
+
+def _key_conditions(calls: DynamoCalls) -> list[str]:
+    return [str(c.params.get("KeyConditionExpression", "")) for c in calls.calls if c.operation == "Query"]
+
+
+def test_load_after_own_commit_reads_only_newer_deltas_same_state_as_a_cold_read(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord],
+        dynamo_calls: DynamoCalls) -> None:
+    warm = make_store(aws)
+    batches = _chunks(records, 4)
+    correlate(batches[0], aws, session, store=warm)
+    for batch in batches[1:]:
+        dynamo_calls.clear()
+        report = correlate(batch, aws, session, store=warm)
+        assert report.state_writes == 1 and report.conflicts == 0
+        (condition,) = _key_conditions(dynamo_calls)
+        assert "BETWEEN" in condition  # only deltas newer than the kept state's version
+        assert dynamo_calls.for_host(HOST) == ["Query", "TransactWriteItems"]
+    cold = make_store(aws).load(HOST)
+    assert cold.state == _old_path(batches)
+    kept = warm.load(HOST)
+    assert kept.state == cold.state and kept.item is not None and kept.item.version == cold.item.version
+
+
+def test_load_kept_state_catches_up_with_another_writers_delta_without_conflict(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord]) -> None:
+    batches = _chunks(records, 3)
+    warm = make_store(aws)
+    correlate(batches[0], aws, session, store=warm)
+    other = correlate(batches[1], aws, session, store=make_store(aws))  # another process appends a delta
+    assert other.state_writes == 1 and other.compactions == 0
+
+    report = correlate(batches[2], aws, session, store=warm)
+
+    assert (report.state_writes, report.conflicts) == (1, 0)
+    assert stored_state(session, aws.tables.state, HOST)[0] == _old_path(batches)
+
+
+def test_load_kept_state_after_another_writers_compaction_conflicts_once_and_rereads(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord]) -> None:
+    batches = _chunks(records, 3)
+    warm = make_store(aws)
+    correlate(batches[0], aws, session, store=warm)
+    # Another process compacts (its deltas fold at once): no newer delta is left for the kept state to find.
+    other = DynamoStateStore(make_models(aws.tables), clock=lambda: NOW, max_deltas=0)
+    assert correlate(batches[1], aws, session, store=other).compactions == 1
+
+    report = correlate(batches[2], aws, session, store=warm)
+
+    assert (report.state_writes, report.conflicts, report.state_reads) == (1, 1, 2)
+    assert stored_state(session, aws.tables.state, HOST)[0] == _old_path(batches)
+
+
+def test_load_no_cache_budget_always_reads_the_whole_prefix(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord],
+        dynamo_calls: DynamoCalls) -> None:
+    store = DynamoStateStore(make_models(aws.tables), clock=lambda: NOW, cache_bytes=0)
+    for batch in _chunks(records, 3):
+        correlate(batch, aws, session, store=store)
+    assert _key_conditions(dynamo_calls) and all("BETWEEN" not in c for c in _key_conditions(dynamo_calls))
