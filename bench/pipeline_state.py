@@ -150,7 +150,7 @@ class Meter:
             self.rcu += max(1, math.ceil(size / 4096))
 
 
-def _runtime(tables: Any) -> Any:
+def _runtime(tables: Any, cold: bool = False) -> Any:
     from chainwatch.app.runtime import Clients, CorrelateRuntime
     from chainwatch.app.settings import Settings
     from chainwatch.policy import load_policy
@@ -159,7 +159,12 @@ def _runtime(tables: Any) -> Any:
 
     settings = Settings(tables=tables)
     policy = load_policy()
-    return CorrelateRuntime(settings, policy, DynamoStateStore(make_models(tables)), Clients(settings),
+    import inspect
+
+    options: dict[str, Any] = {}
+    if cold and "cache_bytes" in inspect.signature(DynamoStateStore).parameters:
+        options["cache_bytes"] = 0  # every load reads the stored state (a cold container for every batch)
+    return CorrelateRuntime(settings, policy, DynamoStateStore(make_models(tables), **options), Clients(settings),
                             CoverageBuffer(policy))
 
 
@@ -201,7 +206,7 @@ class AwsTimer:
         setattr(BaseClient, "_make_api_call", timed)  # noqa: B010
 
 
-def worker(fleet: Path, batch: int, limit: int) -> dict[str, Any]:
+def worker(fleet: Path, batch: int, limit: int, cold: bool = False) -> dict[str, Any]:
     """The correlate path over the fleet under moto, every DynamoDB request counted (see the module docstring)."""
     _env()
     from moto import mock_aws
@@ -214,7 +219,7 @@ def worker(fleet: Path, batch: int, limit: int) -> dict[str, Any]:
     meter.install()
     timer = AwsTimer()
     with mock_aws():
-        runtime = _runtime(_aws("bench"))
+        runtime = _runtime(_aws("bench"), cold)
         per_host_batch: list[int] = []
         touched = writes = compactions = findings = conflicts = 0
         began = time.perf_counter()
@@ -259,7 +264,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value)).hexdigest()[:16]
 
 
-def overhead(fleet: Path, batch: int, limit: int, profile_lines: int) -> dict[str, Any]:
+def overhead(fleet: Path, batch: int, limit: int, cold: bool = False) -> dict[str, Any]:
     """detect's engine vs the correlate path on the same records, per record; and a cProfile of the latter."""
     _env()
     from moto import mock_aws
@@ -286,14 +291,14 @@ def overhead(fleet: Path, batch: int, limit: int, profile_lines: int) -> dict[st
     detect_s = time.perf_counter() - began
     timer = AwsTimer()
     with mock_aws():
-        runtime = _runtime(_aws("overhead"))
+        runtime = _runtime(_aws("overhead"), cold)
         began = time.perf_counter()
         for event in events:
             runtime.handle(event)
         correlate_s = time.perf_counter() - began
         botocore_s = timer.seconds
     with mock_aws():
-        runtime = _runtime(_aws("profile"))
+        runtime = _runtime(_aws("profile"), cold)
         profiler = cProfile.Profile()
         profiler.enable()
         for event in events:
@@ -358,9 +363,11 @@ def main() -> None:
     parser.add_argument("--pair", type=Path, help="the other tree's layers/ folder (the 'before')")
     parser.add_argument("--runs", type=int, default=1, help="paired runs, alternating (medians reported)")
     parser.add_argument("--overhead", action="store_true", help="correlate path vs detect, and a cProfile")
+    parser.add_argument("--cold", action="store_true",
+                        help="keep no state between batches (each load reads the stored state, as a cold container)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-    common = [str(args.fleet), "--batch", str(args.batch), "--limit", str(args.limit)]
+    common = [str(args.fleet), "--batch", str(args.batch), "--limit", str(args.limit), *(["--cold"] * args.cold)]
     if args.pair:
         old: list[dict[str, Any]] = []
         new: list[dict[str, Any]] = []
@@ -372,11 +379,11 @@ def main() -> None:
         print(render_pair(old, new))
         return
     if args.overhead:
-        result = overhead(args.fleet, args.batch, args.limit, 0)
+        result = overhead(args.fleet, args.batch, args.limit, args.cold)
         print(result.pop("profile"), file=sys.stderr)
         print(orjson.dumps(result).decode())
         return
-    print(orjson.dumps(worker(args.fleet, args.batch, args.limit)).decode())
+    print(orjson.dumps(worker(args.fleet, args.batch, args.limit, args.cold)).decode())
 
 
 if __name__ == "__main__":
