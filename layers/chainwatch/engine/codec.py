@@ -1,7 +1,9 @@
 """Host state to compact bytes and back (for the DynamoDB store), with a size guard under the 400 KB item limit.
 
 The encoding is JSON (orjson) compressed with zlib. Events are encoded field by field with a type tag, so decoding
-rebuilds the same frozen values the engine produced; nothing but these known types is ever instantiated.
+rebuilds the same frozen values the engine produced; nothing but these known types is ever instantiated. A state
+decodes to exactly the state that was encoded. A *delta* (what one batch changed, see :class:`StateDelta`) is encoded
+the same way and replays onto the state its batch started from.
 """
 
 from __future__ import annotations

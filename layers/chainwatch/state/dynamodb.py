@@ -9,7 +9,9 @@ Tables (declared in ``template.yaml``; the local run creates them from there):
     *deltas* (what each later batch admitted and changed). One Query reads them all and replays the deltas on the
     base; one transaction writes the head and either a new delta (a few hundred bytes) or, when the deltas have
     grown past the base's size or a count, a compaction (the whole state as the new base, the deltas deleted).
-    Two writers racing on a host both condition on the head's version: one wins, the other re-reads.
+    Two writers racing on a host both condition on the head's version: one wins, the other re-reads. A process
+    keeps the state it committed last for each host (bounded), so its next batch of that host reads only deltas
+    written since by others (normally none) instead of decoding the base again.
 ``Findings`` (pk ``finding_id``; stream ``NEW_IMAGE``; TTL ``expires_at``)
     the outbox: a finding revision is written in the same transaction as the state change that produced it, and
     its stream record feeds the dispatch function.
