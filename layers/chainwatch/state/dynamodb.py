@@ -223,13 +223,15 @@ class DynamoStateStore:
     read_attempts:
         Queries per load when what one read shows is inconsistent (half of a concurrent compaction).
     cache_bytes, cache_hosts:
-        Bound on the states kept between batches (compressed stored bytes, hosts); 0 bytes keeps none.
+        Bound on the states kept between batches (their compressed stored bytes, and hosts); 0 bytes keeps none.
+        A decoded state takes ~45-55x its compressed size in memory (measured on a generated fleet), so the
+        default 4 MiB is ~200 MB of the function's 1 GB.
     """
 
     def __init__(self, models: Models, *, retention: timedelta = timedelta(days=30),
                  clock: Any = time.time, max_deltas: int = 16, min_compact_bytes: int = 16 * 1024,
                  ttl_slack: timedelta = timedelta(hours=6), read_attempts: int = 3,
-                 cache_bytes: int = 16 * 1024 * 1024, cache_hosts: int = 4096) -> None:
+                 cache_bytes: int = 4 * 1024 * 1024, cache_hosts: int = 4096) -> None:
         self.models = models
         self.read_attempts = max(1, read_attempts)
         self.cache_bytes = cache_bytes

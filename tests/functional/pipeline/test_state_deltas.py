@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import orjson
 import pytest
 from pipeline_support import (
     NOW,
@@ -342,3 +343,25 @@ def test_load_no_cache_budget_always_reads_the_whole_prefix(
     for batch in _chunks(records, 3):
         correlate(batch, aws, session, store=store)
     assert _key_conditions(dynamo_calls) and all("BETWEEN" not in c for c in _key_conditions(dynamo_calls))
+
+
+def _renamed(data: bytes, host: str) -> bytes:
+    """An OCSF record of another device (same content)."""
+    doc = orjson.loads(data)
+    doc["device"].update(hostname=host, name=host)
+    return orjson.dumps(doc)
+
+
+def test_load_kept_states_bounded_least_recently_committed_host_read_afresh(
+        aws: Settings, session: boto3.session.Session, records: list[KinesisRecord],
+        dynamo_calls: DynamoCalls) -> None:
+    store = DynamoStateStore(make_models(aws.tables), clock=lambda: NOW, cache_hosts=1)
+    other = [KinesisRecord(r.sequence_number, "mac-09", _renamed(r.data, "mac-09"), r.shard) for r in records[:4]]
+    correlate(records[:4], aws, session, store=store)
+    assert correlate(other, aws, session, store=store).state_writes == 1  # mac-09's state is kept, mac-02's let go
+    assert state_items(session, aws.tables.state, "mac-09")
+    dynamo_calls.clear()
+    correlate(records[4:8], aws, session, store=store)
+    (condition,) = _key_conditions(dynamo_calls)
+    assert "BETWEEN" not in condition  # mac-02 read afresh
+    assert stored_state(session, aws.tables.state, HOST)[0] == _old_path([records[:4], records[4:8]])
