@@ -1,20 +1,22 @@
 """Host state to compact bytes and back (for the DynamoDB store), with a size guard under the 400 KB item limit.
 
 The encoding is JSON (orjson) compressed with zlib. Events are encoded field by field with a type tag, so decoding
-rebuilds the same frozen values the engine produced; nothing but these known types is ever instantiated.
+rebuilds the same frozen values the engine produced; nothing but these known types is ever instantiated. A state
+decodes to exactly the state that was encoded. A *delta* (what one batch changed, see :class:`StateDelta`) is encoded
+the same way and replays onto the state its batch started from.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 import orjson
 
-from chainwatch.engine.hoststate import HostState
-from chainwatch.engine.lineage import ProcessTable, ProcNode
+from chainwatch.engine.hoststate import HostState, event_identity
+from chainwatch.engine.lineage import ProcessTable, ProcNode, node_key
 from chainwatch.errors import ChainwatchError
 from chainwatch.events import (
     AppAction,
@@ -132,6 +134,8 @@ def _decode_node(data: dict[str, Any]) -> ProcNode:
 
 def encode_state(state: HostState) -> dict[str, Any]:
     table = state.processes
+    files = state.files
+    index = {id(e): i for i, e in enumerate(files)}
     return {
         "v": FORMAT_VERSION,
         "host": state.host,
@@ -139,7 +143,10 @@ def encode_state(state: HostState) -> dict[str, Any]:
         "exits": table.exits,
         "pid_exits": {str(pid): stamps for pid, stamps in table.pid_exits.items()},
         "apps": [encode_event(e) for e in state.apps],
-        "files": [encode_event(e) for e in state.files],
+        "files": [encode_event(e) for e in files],
+        # Which held file fills which slot: decoding by re-adding the files would refill a first-write slot that
+        # eviction emptied while its latest-write slot stayed, and the state would not come back as it was.
+        "slots": {key: index[id(e)] for key, e in state.file_slots.items()},
         "xattrs": [encode_event(e) for e in state.xattrs],
         "gatekeeper": [encode_event(e) for e in state.gatekeeper],
         "network": [encode_event(e) for e in state.network],
@@ -166,8 +173,13 @@ def decode_state(data: dict[str, Any]) -> HostState:
     table.pid_exits = {int(k): sorted(v) for k, v in data.get("pid_exits", {}).items()}
     state = HostState(host=data["host"], processes=table)
     state.apps = [decode_event(e) for e in data.get("apps", [])]
-    for encoded in data.get("files", []):
-        state.add_file(decode_event(encoded))
+    files = [decode_event(e) for e in data.get("files", [])]
+    slots = data.get("slots")
+    if isinstance(slots, dict):
+        state.file_slots = {str(key): files[int(i)] for key, i in slots.items()}
+    else:  # written before the slots were stored
+        for event in files:
+            state.add_file(event)
     state.xattrs = [decode_event(e) for e in data.get("xattrs", [])]
     state.gatekeeper = [decode_event(e) for e in data.get("gatekeeper", [])]
     state.network = [decode_event(e) for e in data.get("network", [])]
@@ -238,3 +250,125 @@ def _trim_oldest(state: HostState) -> int:
     before = len(state) + len(state.seen)
     state.evict_before(horizon)
     return before - len(state) - len(state.seen)
+
+
+# -- deltas ---------------------------------------------------------------------------------------------------------
+#
+# A delta is what one batch did to one host's state, small enough to write instead of the whole state: the events the
+# batch admitted (in admission order, each with the role its process image was given), the scalars the batch moved
+# (watermark, version), the finding records it changed or dropped, and the horizon it evicted at. Replaying it on
+# the state the batch started from rebuilds exactly the state the batch ended with: the same mutations admit made,
+# in the same order, then the same eviction.
+
+DELTA_VERSION = 1
+
+
+@dataclass
+class StateDelta:
+    """One batch's change to one host's state (see the section comment above)."""
+
+    admitted: list[tuple[Any, Classification | None]] = field(default_factory=list)
+    watermark_ns: int = 0
+    version: int = 0
+    digests_set: dict[str, list[Any]] = field(default_factory=dict)
+    digests_deleted: list[str] = field(default_factory=list)
+    #: The horizon :meth:`HostState.evict_before` was called with at the end of the batch (``None``: not called).
+    evicted_at: int | None = None
+
+    def finish(self, state: HostState, digests_before: dict[str, list[Any]], evicted_at: int | None) -> None:
+        """Record the batch's scalars and finding-record changes from the state it ended with."""
+        after = state.finding_digests
+        self.watermark_ns = state.watermark_ns
+        self.version = state.version
+        self.digests_set = {k: v for k, v in after.items() if digests_before.get(k) != v}
+        self.digests_deleted = sorted(k for k in digests_before if k not in after)
+        self.evicted_at = evicted_at
+
+
+def role_of(state: HostState, event: Any) -> Classification | None:
+    """The role the process image an admitted exec or fork created (or kept) carries; ``None`` for other events."""
+    if isinstance(event, ProcessExec):
+        node = state.processes.nodes.get(node_key(event.target, event.time_ns))
+    elif isinstance(event, ProcessFork):
+        node = state.processes.nodes.get(node_key(event.child, event.time_ns))
+    else:
+        return None
+    return node.role if node is not None else None
+
+
+def dumps_delta(delta: StateDelta) -> bytes:
+    events = []
+    for event, role in delta.admitted:
+        encoded = encode_event(event)
+        if role is not None:
+            encoded["_r"] = [role.role.value, role.name, role.technique]
+        events.append(encoded)
+    return zlib.compress(orjson.dumps({
+        "v": DELTA_VERSION, "ev": events, "wm": delta.watermark_ns, "ver": delta.version,
+        "fset": delta.digests_set, "fdel": delta.digests_deleted, "evict": delta.evicted_at}), 6)
+
+
+def loads_delta(blob: bytes) -> StateDelta:
+    try:
+        data = orjson.loads(zlib.decompress(blob))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise StateDecodeError(f"stored state delta is not readable: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != DELTA_VERSION:
+        raise StateDecodeError(f"stored state delta format is not {DELTA_VERSION}")
+    try:
+        admitted: list[tuple[Any, Classification | None]] = []
+        for encoded in data["ev"]:
+            role = encoded.pop("_r", None)
+            admitted.append((decode_event(encoded),
+                             Classification(Role(role[0]), role[1], role[2]) if role else None))
+        evicted = data.get("evict")
+        return StateDelta(admitted, int(data["wm"]), int(data["ver"]),
+                          {str(k): list(v) for k, v in data["fset"].items()}, [str(k) for k in data["fdel"]],
+                          None if evicted is None else int(evicted))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise StateDecodeError(f"stored state delta does not decode: {exc}") from exc
+
+
+def apply_delta(state: HostState, delta: StateDelta) -> None:
+    """Replay ``delta`` on the state its batch started from (mutates ``state``).
+
+    The mutations are :func:`~chainwatch.engine.hoststate.admit`'s for an event it keeps, with the admission
+    decision (and the process role) taken from the delta rather than the policy: a policy deployed in between must
+    not change what an earlier batch already kept.
+    """
+    processes = state.processes
+    for event, role in delta.admitted:
+        if isinstance(event, ProcessExec):
+            processes.add_exec(event, role)
+        elif isinstance(event, ProcessFork):
+            processes.add_fork(event, role)
+        elif isinstance(event, ProcessExit):
+            if event.process is None:
+                raise StateDecodeError("stored state delta holds a process exit without its process")
+            processes.add_exit(event.process, event.time_ns)
+        elif isinstance(event, FileWrite):
+            state.add_file(event)
+        elif isinstance(event, AppActivity):
+            state.apps.append(event)
+        elif isinstance(event, XattrChange):
+            state.xattrs.append(event)
+        elif isinstance(event, Gatekeeper):
+            state.gatekeeper.append(event)
+        elif isinstance(event, VolumeMount):
+            state.mounts.append(event)
+        elif isinstance(event, NetworkConnection):
+            state.network.append(event)
+        else:
+            raise StateDecodeError(f"stored state delta holds an event of type {type(event).__name__}")
+        state.seen.add(event_identity(event))
+    # The batch's assembly sorted the connections in place (chain.assemble, to bisect them by time); stable, so
+    # the same sort of the same list leaves them in the same order.
+    state.network.sort(key=lambda conn: (conn.time_ns, str(conn.raw)))
+    state.watermark_ns = delta.watermark_ns
+    state.version = delta.version
+    digests = state.finding_digests
+    for key in delta.digests_deleted:
+        digests.pop(key, None)
+    digests.update((k, list(v)) for k, v in delta.digests_set.items())
+    if delta.evicted_at is not None:
+        state.evict_before(delta.evicted_at)

@@ -33,7 +33,7 @@ from chainwatch.pipeline.correlate import (
 )
 from chainwatch.pipeline.dispatch import sqs_sender
 from chainwatch.policy import Policy, load_policy
-from chainwatch.state.dynamodb import DynamoStateStore, make_models
+from chainwatch.state.dynamodb import DynamoStateStore, Tables, make_models
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"
@@ -145,10 +145,20 @@ def state_items(session: boto3.session.Session, table: str, host: str) -> list[d
 
 
 def stored_state(session: boto3.session.Session, table: str, host: str) -> tuple[HostState, int, int]:
-    """(decoded state, item version, expires_at) of a host's one state item."""
-    # The host's partition also holds its coverage counters (sk "coverage"): the state is the "state" item.
-    (item,) = [i for i in state_items(session, table, host) if i["sk"] == "state"]
-    return loads_state(bytes(item["blob"])), int(item["version"]), int(item["expires_at"])
+    """(state, head version, head expires_at) of a host: its head, base and deltas read back and replayed."""
+    # The host's partition also holds its coverage counters (sk "coverage"): the state is the "state..." items.
+    (head,) = [i for i in state_items(session, table, host) if i["sk"] == "state"]
+    store = DynamoStateStore(make_models(Tables(state=table, findings="unused", deliveries="unused")),
+                             clock=lambda: 0.0)
+    loaded = store.load(host)
+    assert loaded.reset_reason is None, loaded.reset_reason
+    return loaded.state, int(head["version"]), int(head["expires_at"])
+
+
+def base_state(session: boto3.session.Session, table: str, host: str) -> HostState:
+    """The host's base item alone, decoded (what the last compaction wrote)."""
+    (item,) = [i for i in state_items(session, table, host) if i["sk"] == "state#base"]
+    return loads_state(bytes(item["blob"]))
 
 
 def item_size(item: dict[str, Any]) -> int:

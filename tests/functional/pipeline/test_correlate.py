@@ -39,14 +39,22 @@ from pipeline_support import (
 
 from chainwatch.app.local import LambdaContext, create_resources, load_handler
 from chainwatch.app.settings import Settings
-from chainwatch.engine.codec import MAX_STATE_BYTES, dumps_state, encode_state, loads_state
+from chainwatch.engine.codec import MAX_STATE_BYTES, StateDelta, dumps_state, encode_state, loads_state
 from chainwatch.engine.engine import correlate_host
 from chainwatch.engine.hoststate import HostState
 from chainwatch.errors import StateConflictError
 from chainwatch.findings.ocsf import validate_detection_finding
 from chainwatch.pipeline.correlate import KinesisRecord, decode_payload
 from chainwatch.sources.reader import Record
-from chainwatch.state.dynamodb import STATE_SK, DynamoStateStore, LoadedState, OutboxRecord, Tables, make_models
+from chainwatch.state.dynamodb import (
+    BASE_SK,
+    STATE_SK,
+    DynamoStateStore,
+    LoadedState,
+    OutboxRecord,
+    Tables,
+    make_models,
+)
 
 ESLOGGER = [orjson.loads(line) for line in (ROOT / "events" / "mac-01" / "eslogger.jsonl").read_bytes().splitlines()]
 OCSF = [orjson.loads(line) for line in (ROOT / "events" / "mac-02" / "ocsf.json").read_bytes().splitlines()]
@@ -113,7 +121,7 @@ def test_process_batch_bundled_samples_two_findings_revision_1_in_outbox(
 
 
 @pytest.mark.parametrize("clock", ["after_events", "before_events"])
-def test_process_batch_bundled_samples_one_state_item_per_host_expiring_two_windows_after_watermark_or_now(
+def test_process_batch_bundled_samples_head_and_base_per_host_expiring_two_windows_after_watermark_or_now(
         aws: Settings, session: boto3.session.Session, samples: list[Shard], clock: str) -> None:
     # The samples are from 2025/2026: "after" is the real clock, "before" a clock a year before the first event.
     now = NOW if clock == "after_events" else datetime(2024, 9, 1, tzinfo=UTC).timestamp()
@@ -122,10 +130,14 @@ def test_process_batch_bundled_samples_one_state_item_per_host_expiring_two_wind
     _run_samples(samples, aws, session, store=store, now_ns=now_ns)
 
     for host in HOSTS:
-        (item,) = state_items(session, aws.tables.state, host)  # one Query on the partition key
-        assert (item["pk"], item["sk"]) == (f"host#{host}", STATE_SK)
+        items = {i["sk"]: i for i in state_items(session, aws.tables.state, host)}  # one Query on the partition key
+        # A host's first write is its base (there is nothing to write a delta against), under the head.
+        assert sorted(items) == [STATE_SK, BASE_SK]
+        assert {i["pk"] for i in items.values()} == {f"host#{host}"}
         state, version, expires_at = stored_state(session, aws.tables.state, host)
-        assert (state.host, version) == (host, 1)
+        assert (state.host, version, int(items[STATE_SK]["base_seq"]), int(items[BASE_SK]["seq"])) == (host, 1, 1, 1)
+        # The base outlives the head by the slack, so it is never gone while the head says the state is live.
+        assert int(items[BASE_SK]["expires_at"]) == expires_at + int(store.ttl_slack.total_seconds())
         assert state.finding_digests and len(state) > 0
         expected_ns = max(state.watermark_ns, now_ns) + 2 * POLICY.window_ns
         assert expires_at == expected_ns // 1_000_000_000
@@ -376,8 +388,7 @@ def test_process_batch_raw_line_without_host_field_keyed_by_partition_key(
 
     correlate(one_batch(shards), aws, session)
 
-    (item,) = state_items(session, aws.tables.state, "laptop-7")
-    assert loads_state(bytes(item["blob"])).host == "laptop-7"
+    assert stored_state(session, aws.tables.state, "laptop-7")[0].host == "laptop-7"
     assert state_items(session, aws.tables.state, "mac-01") == []
 
 
@@ -395,11 +406,12 @@ class RacingStore(DynamoStateStore):
         self.commits = 0
         self.raced: Any = None
 
-    def commit(self, loaded: LoadedState, outbox: list[OutboxRecord], expires_ns: int) -> None:
+    def commit(self, loaded: LoadedState, outbox: list[OutboxRecord], expires_ns: int,
+               delta: StateDelta | None = None) -> None:
         self.commits += 1
         if self.commits == 1:
             self.raced = correlate(self.interloper, self.settings, self.session)  # a second, real store
-        super().commit(loaded, outbox, expires_ns)
+        super().commit(loaded, outbox, expires_ns, delta)
 
 
 def _split_mac02(session: boto3.session.Session, stream: str) -> tuple[list[KinesisRecord], list[KinesisRecord]]:
@@ -443,13 +455,15 @@ def test_commit_state_condition_fails_finding_not_written_either(
 
     report = correlate(mine, aws, session, store=store, max_conflict_retries=0)
 
-    # The transaction carried the (partial, stages 1-3) finding and the stale state write: the state's version
+    # The transaction carried the (partial, stages 1-3) finding and the stale state write: the head's version
     # condition failed, so neither landed.
     (transaction,) = [c for c in dynamo_calls.calls if c.operation == "TransactWriteItems"
-                      and len(c.params["TransactItems"]) == 2]
-    puts = {t["Put"]["TableName"]: t["Put"] for t in transaction.params["TransactItems"]}
-    assert sorted(puts) == sorted([aws.tables.state, aws.tables.findings])
-    assert "ConditionExpression" in puts[aws.tables.state]
+                      and any(t["Put"]["TableName"] == aws.tables.findings for t in c.params["TransactItems"])]
+    puts = {(t["Put"]["TableName"], t["Put"]["Item"]["sk"]["S"] if "sk" in t["Put"]["Item"] else "finding"): t["Put"]
+            for t in transaction.params["TransactItems"]}
+    assert sorted(puts) == sorted([(aws.tables.state, STATE_SK), (aws.tables.state, BASE_SK),
+                                   (aws.tables.findings, "finding")])
+    assert "ConditionExpression" in puts[(aws.tables.state, STATE_SK)]
     assert report.conflicts == 1 and report.findings_written == 0
     assert report.failed_sequence_numbers and report.failed_sequence_numbers[0] == mine[0].sequence_number
     assert set(report.failed_sequence_numbers) <= {r.sequence_number for r in mine}
@@ -556,7 +570,7 @@ def test_process_batch_host_flooded_with_interpreter_execs_state_trimmed_under_i
 
     assert (report.events, report.state_writes, report.failed_sequence_numbers) == (2 * FLOOD, 1, [])
     assert store.trimmed > 0  # the untrimmed state is larger than the limit
-    (item,) = state_items(session, aws.tables.state, "mac-02")
+    (item,) = [i for i in state_items(session, aws.tables.state, "mac-02") if i["sk"] == BASE_SK]
     assert len(bytes(item["blob"])) <= MAX_STATE_BYTES
     assert item_size(item) < 400 * 1024
     state = loads_state(bytes(item["blob"]))
