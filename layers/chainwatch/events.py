@@ -331,6 +331,10 @@ def parse_quarantine(value: str) -> Quarantine:
 
 
 def _hex_or_none(text: str) -> int | None:
+    # Quarantine flags and timestamps are 4 and 8 hex digits; an attacker's 5,000 are not a number any JSON
+    # writer downstream could write back (orjson stops at 64 bits).
+    if len(text.strip()) > 16:
+        return None
     try:
         return int(text, 16)
     except ValueError:

@@ -73,12 +73,17 @@ def epoch_s_to_ns(value: Any) -> int:
     return round(value * 1_000_000) * 1000
 
 
+_INT64 = 2**63
+
+
 def as_int(value: Any) -> int | None:
-    """An int, or ``None`` for anything else (bools and floats with fractions are not ints)."""
+    """A 64-bit int, or ``None`` for anything else (bools, floats, and numbers no field of ours can hold: a
+    lenient decode keeps a 5,000-digit number, which no JSON writer downstream could write back)."""
     if type(value) is int:
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        return value if -_INT64 <= value < _INT64 else None
+    if isinstance(value, str) and value.isdecimal() and len(value) <= 19:
+        number = int(value)
+        return number if number < _INT64 else None
     return None
 
 
