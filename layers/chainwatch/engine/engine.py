@@ -26,7 +26,7 @@ from typing import Any
 from chainwatch.engine.chain import assemble
 from chainwatch.engine.hoststate import HostState, admit, relevant
 from chainwatch.engine.store import StateStore
-from chainwatch.events import AnyEvent
+from chainwatch.events import AnyEvent, ProcessExit
 from chainwatch.findings.model import Finding
 from chainwatch.policy import Policy
 
@@ -227,5 +227,13 @@ def correlate_host(state: HostState, events: Iterable[AnyEvent], policy: Policy)
 
 
 def would_admit(policy: Policy, event: AnyEvent) -> bool:
-    """Whether ``event`` could matter to a chain (a local decision, so it needs no stored state)."""
-    return admit(HostState(event.host), policy, event)
+    """Whether ``event`` would be kept by a host that holds nothing yet (a local decision: no state is built).
+
+    The same as admitting it into an empty :class:`HostState`: relevant, and an exit only of a tracked process
+    (an empty state tracks no other).
+    """
+    if not relevant(policy, event):
+        return False
+    if isinstance(event, ProcessExit):
+        return event.process is not None and policy.tracks_process(event.process)[0]
+    return True
