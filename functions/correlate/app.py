@@ -28,7 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                         ("HostsTouched", report.hosts_touched), ("HostsSkipped", report.hosts_skipped),
                         ("Quarantined", report.quarantined), ("StateConflicts", report.conflicts),
                         ("StateEntriesTrimmed", report.trimmed),
-                        ("StateResets", len(report.state_resets)),
+                        ("StateResets", len(report.state_resets)), ("StateCompactions", report.compactions),
                         ("FindingsWritten", report.findings_written),
                         ("BatchItemFailures", len(report.failed_sequence_numbers))):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
