@@ -34,7 +34,7 @@ corpus and fixture. What it does change: a broken record of a dropped kind is co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chainwatch.events import SourceFormat
@@ -54,8 +54,6 @@ class Gated:
     label: str
     count: int = 1
 
-
-Gate = Callable[[bytes], Gated | None]
 
 #: Characters some JSON encoder escapes (``\\/``, ``\\u003c``, ``\\u0026``, ``\\u0027``), besides ``"``, ``\\``,
 #: controls and non-ASCII: a literal is searched only through a run of characters outside this set.
