@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from chainwatch.engine.hoststate import HostState, event_identity
+from chainwatch.engine.hoststate import HostState, event_identity, hold
 from chainwatch.engine.lineage import ProcessTable, ProcNode, node_key
 from chainwatch.errors import ChainwatchError
 from chainwatch.events import (
@@ -54,6 +54,11 @@ _NESTED: dict[str, type] = {"process": ProcessRef, "target": ProcessRef, "child"
                             "signature": CodeSignature, "quarantine": Quarantine, "raw": RawRef}
 _ACTIONS: dict[type, type[Enum]] = {AppActivity: AppAction, FileWrite: FileAction, XattrChange: XattrAction,
                                     Gatekeeper: GatekeeperAction, VolumeMount: MountAction}
+
+
+#: The kinds of event a host state holds (what a delta may carry).
+_HELD_TYPES = (ProcessExec, ProcessFork, ProcessExit, FileWrite, AppActivity, XattrChange, Gatekeeper, VolumeMount,
+               NetworkConnection)
 
 
 class StateDecodeError(ChainwatchError):
@@ -332,34 +337,17 @@ def loads_delta(blob: bytes) -> StateDelta:
 def apply_delta(state: HostState, delta: StateDelta) -> None:
     """Replay ``delta`` on the state its batch started from (mutates ``state``).
 
-    The mutations are :func:`~chainwatch.engine.hoststate.admit`'s for an event it keeps, with the admission
-    decision (and the process role) taken from the delta rather than the policy: a policy deployed in between must
-    not change what an earlier batch already kept.
+    The mutations are :func:`~chainwatch.engine.hoststate.hold`, the ones ``admit`` makes for an event it keeps,
+    with the admission decision (and the process role) taken from the delta rather than the policy: a policy
+    deployed in between must not change what an earlier batch already kept.
     """
-    processes = state.processes
     for event, role in delta.admitted:
-        if isinstance(event, ProcessExec):
-            processes.add_exec(event, role)
-        elif isinstance(event, ProcessFork):
-            processes.add_fork(event, role)
-        elif isinstance(event, ProcessExit):
-            if event.process is None:
-                raise StateDecodeError("stored state delta holds a process exit without its process")
-            processes.add_exit(event.process, event.time_ns)
-        elif isinstance(event, FileWrite):
-            state.add_file(event)
-        elif isinstance(event, AppActivity):
-            state.apps.append(event)
-        elif isinstance(event, XattrChange):
-            state.xattrs.append(event)
-        elif isinstance(event, Gatekeeper):
-            state.gatekeeper.append(event)
-        elif isinstance(event, VolumeMount):
-            state.mounts.append(event)
-        elif isinstance(event, NetworkConnection):
-            state.network.append(event)
-        else:
+        if isinstance(event, ProcessExit) and event.process is None:
+            raise StateDecodeError("stored state delta holds a process exit without its process")
+        if not isinstance(event, _HELD_TYPES):
             raise StateDecodeError(f"stored state delta holds an event of type {type(event).__name__}")
+        # A landed file may not be held again (the same first/latest rule that kept it decides); nothing else fails.
+        hold(state, event, role)
         state.seen.add(event_identity(event))
     # The batch's assembly sorted the connections in place (chain.assemble, to bisect them by time); stable, so
     # the same sort of the same list leaves them in the same order.

@@ -178,21 +178,38 @@ def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
     identity = _fresh(state, event)
     if identity is None:
         return False
+    role: Classification | None = None
     if isinstance(event, ProcessExec):
-        state.processes.add_exec(event, policy.tracks_process(event.target)[1])
+        role = policy.tracks_process(event.target)[1]
     elif isinstance(event, ProcessFork):
-        state.processes.add_fork(event, policy.classify(event.child.executable, event.child.signature))
+        role = policy.classify(event.child.executable, event.child.signature)
+    elif isinstance(event, ProcessExit) and event.process is not None and \
+            not policy.tracks_process(event.process)[0] and event.process.entity_id not in state.processes.nodes:
+        return False
+    if not hold(state, event, role):
+        return False
+    state.seen.add(identity)
+    return True
+
+
+def hold(state: HostState, event: AnyEvent, role: Classification | None = None) -> bool:
+    """Put an event the admission rules keep into the state (also how a stored delta is replayed).
+
+    Returns whether it was held: a landed file between the first and the latest write of its (writer, path) is not,
+    nor an exit that names no process, nor an event of a kind the state has no place for.
+    """
+    if isinstance(event, ProcessExec):
+        state.processes.add_exec(event, role)
+    elif isinstance(event, ProcessFork):
+        state.processes.add_fork(event, role)
     elif isinstance(event, ProcessExit):
         if event.process is None:
             return False
-        if not policy.tracks_process(event.process)[0] and event.process.entity_id not in state.processes.nodes:
-            return False
         state.processes.add_exit(event.process, event.time_ns)
+    elif isinstance(event, FileWrite):
+        return state.add_file(event)
     elif isinstance(event, AppActivity):
         state.apps.append(event)
-    elif isinstance(event, FileWrite):
-        if not state.add_file(event):
-            return False
     elif isinstance(event, XattrChange):
         state.xattrs.append(event)
     elif isinstance(event, Gatekeeper):
@@ -203,7 +220,6 @@ def _admit(state: HostState, policy: Policy, event: AnyEvent) -> bool:
         state.network.append(event)
     else:
         return False
-    state.seen.add(identity)
     return True
 
 
