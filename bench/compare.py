@@ -318,7 +318,7 @@ def worker_pipeline(fleet: Path, limit: int) -> dict[str, Any]:
                        for i, (_, host, line) in enumerate(lines)]
             batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
             touched = skipped = events = findings = 0
-            aws_time = _AwsTimer()
+            aws_time = AwsTimer()
             aws_time.install()
             began = time.perf_counter()
             for batch in batches:
@@ -347,7 +347,7 @@ def worker_pipeline(fleet: Path, limit: int) -> dict[str, Any]:
     return {"records": len(lines), "admitted_share": admitted / max(len(lines), 1), "batches": results}
 
 
-class _AwsTimer:
+class AwsTimer:
     """Time spent inside botocore API calls (moto included), to tell chainwatch's own time apart."""
 
     def __init__(self) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from compare import AwsTimer  # bench/ is on sys.path when this file runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,26 +187,6 @@ def _env() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-class AwsTimer:
-    """Time inside botocore API calls (moto included), to tell chainwatch's own time apart."""
-
-    def __init__(self) -> None:
-        from botocore.client import BaseClient
-
-        self.seconds = 0.0
-        original = getattr(BaseClient, "_make_api_call")  # noqa: B009 (private, untyped in the stubs)
-        timer = self
-
-        def timed(client: Any, operation: str, params: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return original(client, operation, params)
-            finally:
-                timer.seconds += time.perf_counter() - began
-
-        setattr(BaseClient, "_make_api_call", timed)  # noqa: B010
-
-
 def worker(fleet: Path, batch: int, limit: int, cold: bool = False) -> dict[str, Any]:
     """The correlate path over the fleet under moto, every DynamoDB request counted (see the module docstring)."""
     _env()
@@ -218,6 +199,7 @@ def worker(fleet: Path, batch: int, limit: int, cold: bool = False) -> dict[str,
     meter = Meter()
     meter.install()
     timer = AwsTimer()
+    timer.install()
     with mock_aws():
         runtime = _runtime(_aws("bench"), cold)
         per_host_batch: list[int] = []
@@ -290,6 +272,7 @@ def overhead(fleet: Path, batch: int, limit: int, cold: bool = False) -> dict[st
     detect()
     detect_s = time.perf_counter() - began
     timer = AwsTimer()
+    timer.install()
     with mock_aws():
         runtime = _runtime(_aws("overhead"), cold)
         began = time.perf_counter()
